@@ -1,0 +1,39 @@
+"""cnnkit: declare a CNN in YAML, train it on the CPU, extend it with plugins, deploy it through ONNX."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cnnkit.errors import CnnkitError
+from cnnkit.graph import Network
+from cnnkit.hookspecs import hookimpl
+from cnnkit.spec import Spec, load_spec, save_spec
+
+__version__ = "0.1.0"
+
+
+def build(spec: Any, backend: str = "numpy", seed: int = 0, dtype: Any = np.float32) -> Network:
+    """A network with freshly initialised weights from a spec (path, YAML text, dict or Spec)."""
+    from cnnkit.plugins import registry
+
+    return Network(load_spec(spec), registry(), backend=backend, seed=seed, dtype=dtype)
+
+
+def train(net: Network, recipe: Any = None, out: Any = None, **options: Any) -> Any:
+    """Train `net` with `recipe` (default: its spec's train section); see cnnkit.train.trainer.fit."""
+    from cnnkit.train.trainer import fit
+
+    return fit(net, recipe, out=out, **options)
+
+
+def load(run_dir: Any, backend: str = "numpy") -> Network:
+    """The network saved in a run folder (spec + latest checkpoint weights), ready to predict."""
+    from cnnkit.train.checkpoint import load_network
+
+    return load_network(run_dir, backend=backend)
+
+
+__all__ = ["CnnkitError", "Network", "Spec", "build", "hookimpl", "load", "load_spec", "save_spec", "train",
+           "__version__"]

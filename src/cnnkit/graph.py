@@ -1,0 +1,323 @@
+"""Network: layers in topological order, shapes inferred from the spec alone, forward and backward.
+
+Every array a layer writes (activations, gradients, workspaces) belongs to that layer's Op, which is made
+once per (network, batch size) and reused, so a training loop allocates nothing per step.
+"""
+
+from __future__ import annotations
+
+import sys
+import zlib
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from cnnkit.errors import BackendError, CnnkitError, ShapeError, SpecError
+from cnnkit.registry import Kernel, LayerType, Op, OpSetup, Registry, Shape
+from cnnkit.spec.model import INPUT, LayerSpec, Spec
+
+REFERENCE_BACKEND = "numpy"
+_CACHED_BATCH_SIZES = 4
+_notices_given: set[str] = set()
+
+
+def notice(message: str) -> None:
+    """Tell the user something once per process (on stderr), e.g. a kernel fallback."""
+    if message not in _notices_given:
+        _notices_given.add(message)
+        print(f"cnnkit: {message}", file=sys.stderr)
+
+
+@dataclass(frozen=True)
+class Node:
+    """One layer placed in the graph: resolved inputs and shapes (without the batch dimension)."""
+
+    spec: LayerSpec
+    layer: LayerType
+    inputs: tuple[str, ...]
+    in_shapes: tuple[Shape, ...]
+    out_shape: Shape
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+def plan(spec: Spec, registry: Registry) -> list[Node]:
+    """Layers in topological order with inferred shapes; every problem is a SpecError with file:line.
+
+    Every layer but the last (the output) must feed another, so the output is last in this order.
+    """
+    by_name = _index_layers(spec, registry)
+    inputs = {layer.name: _resolve_inputs(spec, layer, i, by_name) for i, layer in enumerate(spec.layers)}
+    order = _topological_order(spec, inputs)
+    shapes: dict[str, Shape] = {INPUT: tuple(spec.input)}
+    nodes = []
+    for layer in order:
+        layer_type = registry.layer(layer.type)
+        in_shapes = tuple(shapes[name] for name in inputs[layer.name])
+        try:
+            out_shape = tuple(int(d) for d in layer_type.infer_shape(layer.attrs, in_shapes))
+        except ShapeError as error:
+            raise _spec_error(spec, layer, str(error)) from None
+        if any(d <= 0 for d in out_shape):
+            raise _spec_error(spec, layer, f"output shape {_fmt(out_shape)} from input "
+                              f"{', '.join(_fmt(s) for s in in_shapes)} has a dimension <= 0; "
+                              f"the input is too small for this layer's kernel/stride/padding")
+        shapes[layer.name] = out_shape
+        nodes.append(Node(layer, layer_type, inputs[layer.name], in_shapes, out_shape))
+    _check_all_used(spec, nodes)
+    return nodes
+
+
+def _fmt(shape: Shape) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def _spec_error(spec: Spec, layer: LayerSpec, message: str, key: str = "") -> SpecError:
+    return SpecError(message, source=spec.source, mark=layer.marks.get(key) or layer.marks.get(""),
+                     layer=layer.name)
+
+
+def _index_layers(spec: Spec, registry: Registry) -> dict[str, int]:
+    if not spec.layers:
+        raise SpecError("the spec has no layers; list at least one under 'layers:'", source=spec.source,
+                        mark=spec.mark("layers"))
+    by_name: dict[str, int] = {}
+    for i, layer in enumerate(spec.layers):
+        if layer.name == INPUT:
+            raise _spec_error(spec, layer, f"'{INPUT}' is reserved for the network input; rename the layer")
+        if layer.name in by_name:
+            raise _spec_error(spec, layer, f"duplicate layer name '{layer.name}' (first used by layer "
+                              f"{by_name[layer.name] + 1}); layer names must be unique")
+        by_name[layer.name] = i
+        try:
+            registry.layer(layer.type)
+        except CnnkitError as error:
+            raise _spec_error(spec, layer, str(error), "type") from None
+    return by_name
+
+
+def _resolve_inputs(spec: Spec, layer: LayerSpec, index: int, by_name: Mapping[str, int]) -> tuple[str, ...]:
+    if layer.inputs is None:
+        return (spec.layers[index - 1].name,) if index > 0 else (INPUT,)
+    from cnnkit.registry import did_you_mean
+
+    for name in layer.inputs:
+        if name != INPUT and name not in by_name:
+            raise _spec_error(spec, layer, f"input '{name}' is not a layer of this spec"
+                              f"{did_you_mean(name, [*by_name, INPUT])}", "inputs")
+        if name == layer.name:
+            raise _spec_error(spec, layer, "a layer cannot take its own output as input", "inputs")
+    return tuple(layer.inputs)
+
+
+def _topological_order(spec: Spec, inputs: Mapping[str, tuple[str, ...]]) -> list[LayerSpec]:
+    """Kahn's algorithm, ties broken by file order; a cycle is reported with its members."""
+    pending = {layer.name: {n for n in inputs[layer.name] if n != INPUT} for layer in spec.layers}
+    order: list[LayerSpec] = []
+    done: set[str] = set()
+    while len(order) < len(spec.layers):
+        ready = [layer for layer in spec.layers if layer.name not in done and pending[layer.name] <= done]
+        if not ready:
+            cycle = [layer for layer in spec.layers if layer.name not in done]
+            names = " -> ".join(layer.name for layer in cycle)
+            raise _spec_error(spec, cycle[0], f"the layers {names} form a cycle through their 'inputs'; "
+                              f"a layer can only take outputs of layers that do not depend on it", "inputs")
+        order.append(ready[0])
+        done.add(ready[0].name)
+    return order
+
+
+def _check_all_used(spec: Spec, nodes: Sequence[Node]) -> None:
+    output = spec.layers[-1].name
+    used = {name for node in nodes for name in node.inputs}
+    for node in nodes:
+        if node.name != output and node.name not in used:
+            raise _spec_error(spec, node.spec, f"the output of layer '{node.name}' is never used; the "
+                              f"network's output is the last layer ('{output}'), so connect this layer "
+                              f"to it or remove it")
+
+
+def layer_seed(seed: int, name: str) -> np.random.Generator:
+    """Each layer's initialiser draws from its own stream, so adding a layer leaves the others' weights."""
+    return np.random.default_rng([seed, zlib.crc32(name.encode())])
+
+
+class Network:
+    """A built network: parameters, buffers and gradients by "layer.name" keys, and the bound kernels."""
+
+    def __init__(self, spec: Spec, registry: Registry, backend: str = REFERENCE_BACKEND, seed: int = 0,
+                 dtype: type | np.dtype = np.float32) -> None:
+        self.spec = spec
+        self.registry = registry
+        self.backend = backend
+        self.seed = seed
+        self.dtype = np.dtype(dtype)
+        self.nodes = plan(spec, registry)
+        self.kernels = [self._choose_kernel(node) for node in self.nodes]
+        self.params: dict[str, np.ndarray] = {}
+        self.buffers: dict[str, np.ndarray] = {}
+        self._node_params: list[dict[str, np.ndarray]] = []
+        self._node_buffers: list[dict[str, np.ndarray]] = []
+        self._init_state()
+        self.grads = {key: np.zeros_like(value) for key, value in self.params.items()}
+        self._node_grads = [{k: self.grads[f"{n.name}.{k}"] for k in p} for n, p in
+                            zip(self.nodes, self._node_params)]
+        self.rng = np.random.default_rng([seed, 0x5EED])
+        self._ops: OrderedDict[int, list[Op]] = OrderedDict()
+        self._consumers = self._count_consumers()
+        self._grad_sums: dict[int, dict[str, np.ndarray]] = {}
+        self._last_batch: int | None = None
+
+    @property
+    def input_shape(self) -> Shape:
+        return tuple(self.spec.input)
+
+    @property
+    def output_shape(self) -> Shape:
+        return self.nodes[-1].out_shape
+
+    def _choose_kernel(self, node: Node) -> Kernel:
+        wanted = node.spec.backend or self.backend
+        backend = self.registry.backend(wanted)
+        reason = backend.unavailable()
+        if reason:
+            raise BackendError(f"backend '{wanted}' is not available: {reason}")
+        kernel = self.registry.kernel(node.layer.name, wanted)
+        if kernel is None:
+            kernel = self.registry.kernel(node.layer.name, REFERENCE_BACKEND)
+            if kernel is None:
+                raise BackendError(f"layer '{node.name}': no kernel for layer type '{node.layer.name}' on "
+                                   f"backend '{wanted}' nor on the '{REFERENCE_BACKEND}' reference")
+            notice(f"backend '{wanted}' has no kernel for layer type '{node.layer.name}'; "
+                   f"it runs on the '{REFERENCE_BACKEND}' reference")
+        return kernel
+
+    def _init_state(self) -> None:
+        for node in self.nodes:
+            attrs, shapes = node.spec.attrs, node.in_shapes
+            params = {}
+            if node.layer.init_params is not None:
+                rng = layer_seed(self.seed, node.name)
+                params = node.layer.init_params(attrs, shapes, rng, self.dtype)
+            buffers = node.layer.init_buffers(attrs, shapes, self.dtype) if node.layer.init_buffers else {}
+            params = {k: np.ascontiguousarray(v, dtype=self.dtype) for k, v in params.items()}
+            buffers = {k: np.ascontiguousarray(v, dtype=self.dtype) for k, v in buffers.items()}
+            self._node_params.append(params)
+            self._node_buffers.append(buffers)
+            self.params.update({f"{node.name}.{k}": v for k, v in params.items()})
+            self.buffers.update({f"{node.name}.{k}": v for k, v in buffers.items()})
+
+    def _count_consumers(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for node in self.nodes:
+            for name in node.inputs:
+                counts[name] = counts.get(name, 0) + 1
+        return counts
+
+    def ops(self, batch: int) -> list[Op]:
+        """The kernels bound to this batch size, made on first use and kept for the few latest sizes."""
+        if batch in self._ops:
+            self._ops.move_to_end(batch)
+            return self._ops[batch]
+        ops = []
+        for node, kernel in zip(self.nodes, self.kernels):
+            setup = OpSetup(name=node.name, attrs=node.spec.attrs,
+                            in_shapes=tuple((batch, *s) for s in node.in_shapes),
+                            out_shape=(batch, *node.out_shape), dtype=self.dtype, rng=self.rng)
+            ops.append(kernel.make(setup))
+        self._ops[batch] = ops
+        if len(self._ops) > _CACHED_BATCH_SIZES:
+            evicted, _ = self._ops.popitem(last=False)
+            self._grad_sums.pop(evicted, None)
+        return ops
+
+    def check_input(self, x: np.ndarray) -> np.ndarray:
+        """x as a C-contiguous array of this network's dtype, or a ShapeError saying what was expected."""
+        x = np.asarray(x)
+        expected = "(N, " + ", ".join(str(d) for d in self.input_shape) + ")"
+        if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
+            raise ShapeError(f"network '{self.spec.name}' takes input of shape {expected}, "
+                             f"got {tuple(x.shape)}")
+        if x.shape[0] == 0:
+            raise ShapeError("the input batch is empty")
+        if not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
+            raise ShapeError(f"the input must hold real numbers, got dtype {x.dtype}")
+        return np.ascontiguousarray(x, dtype=self.dtype)
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """The output for a batch; the array belongs to the network and is overwritten by the next call."""
+        x = self.check_input(x)
+        ops = self.ops(x.shape[0])
+        values: dict[str, np.ndarray] = {INPUT: x}
+        for node, op, params, buffers in zip(self.nodes, ops, self._node_params, self._node_buffers):
+            values[node.name] = op.forward([values[n] for n in node.inputs], params, buffers, training)
+        self._last_batch = x.shape[0]
+        return values[self.nodes[-1].name]
+
+    def backward(self, grad_out: np.ndarray) -> dict[str, np.ndarray]:
+        """Gradients of all parameters (in self.grads) for the gradient of the last forward's output."""
+        if self._last_batch is None:
+            raise CnnkitError("backward() needs a forward() first")
+        batch = self._last_batch
+        ops = self.ops(batch)
+        sums = self._grad_sums.setdefault(batch, {})
+        pending: dict[str, np.ndarray] = {self.nodes[-1].name: grad_out}
+        seen: dict[str, int] = {}
+        for node, op, params, grads in reversed(list(zip(self.nodes, ops, self._node_params,
+                                                          self._node_grads))):
+            grad_inputs = op.backward(pending.pop(node.name), params, grads)
+            for name, grad in zip(node.inputs, grad_inputs):
+                if name == INPUT:
+                    continue
+                seen[name] = seen.get(name, 0) + 1
+                if seen[name] == 1:
+                    pending[name] = grad
+                    continue
+                if seen[name] == 2:
+                    total = sums.get(name)
+                    if total is None:
+                        total = sums[name] = np.empty_like(grad)
+                    np.add(pending[name], grad, out=total)
+                    pending[name] = total
+                else:
+                    pending[name] += grad
+        return self.grads
+
+    def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Eval-mode outputs for any number of inputs, computed in chunks of `batch_size`."""
+        x = self.check_input(x)
+        out = np.empty((x.shape[0], *self.output_shape), dtype=self.dtype)
+        for start in range(0, x.shape[0], batch_size):
+            out[start:start + batch_size] = self.forward(x[start:start + batch_size], training=False)
+        return out
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Parameters and buffers by "layer.name" (the arrays themselves, not copies)."""
+        return {**self.params, **self.buffers}
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
+        """Copy arrays into this network's own, checking names and shapes first (nothing changes on error)."""
+        own = self.state_dict()
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        if missing or unexpected:
+            raise ShapeError(f"weights do not fit network '{self.spec.name}': missing {missing or 'none'}, "
+                             f"unexpected {unexpected or 'none'}")
+        for key, value in state.items():
+            if tuple(np.shape(value)) != own[key].shape:
+                raise ShapeError(f"weight '{key}' has shape {tuple(np.shape(value))}, the network expects "
+                                 f"{own[key].shape}")
+        for key, value in state.items():
+            np.copyto(own[key], value, casting="same_kind")
+
+    def parameter_count(self) -> int:
+        return int(sum(p.size for p in self.params.values()))
+
+
+def build(spec: Spec, registry: Registry, backend: str = REFERENCE_BACKEND, seed: int = 0,
+          dtype: type | np.dtype = np.float32) -> Network:
+    return Network(spec, registry, backend=backend, seed=seed, dtype=dtype)

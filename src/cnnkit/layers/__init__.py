@@ -1,0 +1,1 @@
+"""Layer types: one module per family, each a plugin registering its LayerTypes."""

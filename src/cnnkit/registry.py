@@ -1,0 +1,219 @@
+"""The records plugins register, and the look-ups that find them.
+
+The layer type is the key: a `LayerType` says what a layer is (attributes, shapes, parameters, ONNX rule);
+backends only add `Kernel`s for it. Every look-up of an unknown name raises `RegistryError` with a
+did-you-mean suggestion.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from cnnkit.attrs import Attr
+from cnnkit.errors import PluginError, RegistryError
+
+Shape = tuple[int, ...]
+"""A value's shape without the batch dimension: (C, H, W) for images, (F,) for features."""
+
+
+@dataclass(frozen=True)
+class LayerType:
+    """What a layer is, independent of any backend.
+
+    infer_shape(attrs, input_shapes) -> output shape (no batch dim); raises ShapeError on a mismatch.
+    init_params(attrs, input_shapes, rng, dtype) -> trainable arrays by name (e.g. "weight", "bias").
+    init_buffers(attrs, input_shapes, dtype) -> non-trainable state saved with the weights (running stats).
+    to_onnx(ctx) -> writes ONNX nodes for this layer (see cnnkit.onnx); None: not exportable.
+    macs(attrs, input_shapes, output_shape) -> multiply-accumulates per example, for `cnnkit summary`.
+    arity: (minimum, maximum) number of inputs; maximum None means any number.
+    """
+
+    name: str
+    attrs: tuple[Attr, ...]
+    infer_shape: Callable[[Mapping[str, Any], Sequence[Shape]], Shape]
+    init_params: Callable[..., dict[str, np.ndarray]] | None = None
+    init_buffers: Callable[..., dict[str, np.ndarray]] | None = None
+    to_onnx: Callable[..., Any] | None = None
+    macs: Callable[[Mapping[str, Any], Sequence[Shape], Shape], int] | None = None
+    arity: tuple[int, int | None] = (1, 1)
+    doc: str = ""
+    plugin: str = ""
+
+
+@dataclass(frozen=True)
+class OpSetup:
+    """Everything a kernel needs to allocate its buffers once: shapes here include the batch dimension."""
+
+    name: str
+    attrs: Mapping[str, Any]
+    in_shapes: tuple[tuple[int, ...], ...]
+    out_shape: tuple[int, ...]
+    dtype: np.dtype
+    rng: np.random.Generator
+
+
+class Op(Protocol):
+    """A layer bound to one batch size on one backend; owns its output and gradient buffers.
+
+    forward returns its own output buffer (valid until the next forward); backward writes parameter
+    gradients into the preallocated arrays in `grads` (overwriting) and returns one gradient per input.
+    """
+
+    def forward(self, inputs: Sequence[np.ndarray], params: Mapping[str, np.ndarray],
+                buffers: MutableMapping[str, np.ndarray], training: bool) -> np.ndarray: ...
+
+    def backward(self, grad_out: np.ndarray, params: Mapping[str, np.ndarray],
+                 grads: MutableMapping[str, np.ndarray]) -> list[np.ndarray]: ...
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """Forward and backward of one layer type on one backend: `make(setup)` returns an `Op`."""
+
+    layer: str
+    backend: str
+    make: Callable[[OpSetup], Op]
+    plugin: str = ""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A named set of kernels. `unavailable()` returns why it cannot run here, or None when it can."""
+
+    name: str
+    description: str
+    unavailable: Callable[[], str | None] = lambda: None
+    plugin: str = ""
+
+
+@dataclass(frozen=True)
+class Loss:
+    """`make(options)` returns an object with forward(logits, targets) -> float and backward() -> grad."""
+
+    name: str
+    attrs: tuple[Attr, ...]
+    make: Callable[..., Any]
+    doc: str = ""
+    plugin: str = ""
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """`make(params, grads, **attrs)` returns an object with step(lr), state() and load_state(state)."""
+
+    name: str
+    attrs: tuple[Attr, ...]
+    make: Callable[..., Any]
+    doc: str = ""
+    plugin: str = ""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """`make(base_lr, total_steps, steps_per_epoch, **attrs)` returns step -> learning rate."""
+
+    name: str
+    attrs: tuple[Attr, ...]
+    make: Callable[..., Callable[[int], float]]
+    doc: str = ""
+    plugin: str = ""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """`load(attrs, input_shape, seed)` returns a cnnkit.data.ArrayDataset (x float32 NCHW, y int64)."""
+
+    name: str
+    attrs: tuple[Attr, ...]
+    load: Callable[..., Any]
+    doc: str = ""
+    plugin: str = ""
+
+
+KINDS = {LayerType: "layer type", Backend: "backend", Loss: "loss", Optimizer: "optimizer",
+         Schedule: "schedule", Dataset: "dataset"}
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """' (did you mean 'x'?)' for a close match, else a list of what exists."""
+    candidates = sorted(candidates)
+    close = difflib.get_close_matches(str(name), candidates, n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean '{close[0]}'?"
+    if len(candidates) <= 24:
+        return "; known: " + ", ".join(candidates)
+    return ""
+
+
+@dataclass
+class Registry:
+    """Everything the loaded plugins registered, by kind and name."""
+
+    layers: dict[str, LayerType] = field(default_factory=dict)
+    kernels: dict[tuple[str, str], Kernel] = field(default_factory=dict)
+    backends: dict[str, Backend] = field(default_factory=dict)
+    losses: dict[str, Loss] = field(default_factory=dict)
+    optimizers: dict[str, Optimizer] = field(default_factory=dict)
+    schedules: dict[str, Schedule] = field(default_factory=dict)
+    datasets: dict[str, Dataset] = field(default_factory=dict)
+
+    def table(self, record: Any) -> dict[str, Any]:
+        return {LayerType: self.layers, Backend: self.backends, Loss: self.losses,
+                Optimizer: self.optimizers, Schedule: self.schedules, Dataset: self.datasets}[type(record)]
+
+    def add(self, record: Any) -> None:
+        """Register one record; a name that is already taken is a PluginError naming both plugins."""
+        if isinstance(record, Kernel):
+            self._add_kernel(record)
+            return
+        if type(record) not in KINDS:
+            raise PluginError(f"plugin '{getattr(record, 'plugin', '?')}' registered {record!r}, which is "
+                              f"not a cnnkit record (LayerType, Kernel, Backend, Loss, Optimizer, Schedule, "
+                              f"Dataset)")
+        table = self.table(record)
+        if record.name in table:
+            kind = KINDS[type(record)]
+            raise PluginError(f"plugin '{record.plugin}' registers {kind} '{record.name}', which plugin "
+                              f"'{table[record.name].plugin}' already registered; the first one is kept")
+        table[record.name] = record
+
+    def _add_kernel(self, kernel: Kernel) -> None:
+        key = (kernel.layer, kernel.backend)
+        if key in self.kernels:
+            raise PluginError(f"plugin '{kernel.plugin}' registers a '{kernel.backend}' kernel for "
+                              f"'{kernel.layer}', which plugin '{self.kernels[key].plugin}' already "
+                              f"registered; the first one is kept")
+        self.kernels[key] = kernel
+
+    def layer(self, name: str) -> LayerType:
+        return self._find(self.layers, name, "layer type")
+
+    def backend(self, name: str) -> Backend:
+        return self._find(self.backends, name, "backend")
+
+    def loss(self, name: str) -> Loss:
+        return self._find(self.losses, name, "loss")
+
+    def optimizer(self, name: str) -> Optimizer:
+        return self._find(self.optimizers, name, "optimizer")
+
+    def schedule(self, name: str) -> Schedule:
+        return self._find(self.schedules, name, "schedule")
+
+    def dataset(self, name: str) -> Dataset:
+        return self._find(self.datasets, name, "dataset")
+
+    def kernel(self, layer: str, backend: str) -> Kernel | None:
+        return self.kernels.get((layer, backend))
+
+    @staticmethod
+    def _find(table: Mapping[str, Any], name: str, kind: str) -> Any:
+        try:
+            return table[name]
+        except (KeyError, TypeError):
+            raise RegistryError(f"unknown {kind} '{name}'{did_you_mean(name, table)}") from None
