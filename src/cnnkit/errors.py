@@ -68,3 +68,7 @@ class DataError(CnnkitError):
 
 class CheckpointError(CnnkitError):
     """A checkpoint that is missing, truncated, corrupt or not written by cnnkit."""
+
+
+class ExportError(CnnkitError):
+    """A network that cannot be written as ONNX, or an ONNX file that cannot be verified or inspected."""

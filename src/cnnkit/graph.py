@@ -157,6 +157,7 @@ class Network:
         self.seed = seed
         self.dtype = np.dtype(dtype)
         self.nodes = plan(spec, registry)
+        self._index = {node.name: i for i, node in enumerate(self.nodes)}
         self.kernels = [self._choose_kernel(node) for node in self.nodes]
         self.params: dict[str, np.ndarray] = {}
         self.buffers: dict[str, np.ndarray] = {}
@@ -313,6 +314,17 @@ class Network:
                                  f"{own[key].shape}")
         for key, value in state.items():
             np.copyto(own[key], value, casting="same_kind")
+
+    def layer_params(self, name: str) -> dict[str, np.ndarray]:
+        """One layer's parameters by their short names ("weight", "bias"); the arrays themselves."""
+        return self._node_params[self._index[name]]
+
+    def layer_buffers(self, name: str) -> dict[str, np.ndarray]:
+        return self._node_buffers[self._index[name]]
+
+    def consumers(self, name: str) -> list[Node]:
+        """The nodes that take the output of layer `name` as an input."""
+        return [node for node in self.nodes if name in node.inputs]
 
     def parameter_count(self) -> int:
         return int(sum(p.size for p in self.params.values()))

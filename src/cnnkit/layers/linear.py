@@ -32,6 +32,14 @@ def init_params(attrs: Mapping[str, Any], shapes: Sequence[Shape], rng: np.rando
     return params
 
 
+def to_onnx(ctx) -> None:
+    """Gemm with transB=1: the weight keeps cnnkit's (units, features) layout."""
+    inputs = [ctx.inputs[0], ctx.weight("weight")]
+    if "bias" in ctx.params:
+        inputs.append(ctx.weight("bias"))
+    ctx.node("Gemm", inputs, transB=1)
+
+
 LINEAR = LayerType(
     name="linear",
     attrs=(
@@ -41,6 +49,7 @@ LINEAR = LayerType(
     ),
     infer_shape=infer_shape,
     init_params=init_params,
+    to_onnx=to_onnx,
     macs=lambda attrs, shapes, out: shapes[0][0] * out[0],
     doc="Fully connected layer: every output sees every input (weight shape units x features).",
 )
