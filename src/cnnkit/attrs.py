@@ -23,7 +23,9 @@ class Attr:
     kind: int | float | bool | str | choice (one of `choices`) | pair (int or [h, w] -> (h, w)) |
     padding (int, [h, w], [top, left, bottom, right] -> 4-tuple, or "same"/"valid") |
     ints / floats / strs (a list; tuple after parsing).
-    `minimum`/`maximum` bound numbers (each element for pair/ints); `exclusive_max` makes maximum strict.
+    `minimum`/`maximum` bound numbers (each element for pair/ints); `exclusive_min`/`exclusive_max` make
+    them strict.
+    A default of None makes the attribute optional: null means "not given" (e.g. a pool's stride).
     """
 
     name: str
@@ -32,6 +34,7 @@ class Attr:
     doc: str = ""
     minimum: float | None = None
     maximum: float | None = None
+    exclusive_min: bool = False
     exclusive_max: bool = False
     choices: tuple[str, ...] = ()
 
@@ -45,6 +48,8 @@ class Attr:
 
     def parse(self, value: Any) -> Any:
         """The normalised value, or ValueError saying what was expected and what was found."""
+        if value is None and self.default is None:
+            return None
         parser = _PARSERS[self.kind]
         return parser(self, value)
 
@@ -53,7 +58,8 @@ class Attr:
         return _describe(self)
 
     def json_schema(self) -> dict[str, Any]:
-        return _SCHEMAS[self.kind](self)
+        schema = _SCHEMAS[self.kind](self)
+        return {"anyOf": [schema, {"type": "null"}]} if self.default is None else schema
 
 
 def parse_attrs(attrs: tuple[Attr, ...], values: Mapping[str, Any]) -> dict[str, Any]:
@@ -90,7 +96,7 @@ def _got(value: Any) -> str:
 def _bounds(attr: Attr) -> str:
     parts = []
     if attr.minimum is not None:
-        parts.append(f">= {_num(attr.minimum)}")
+        parts.append(f"{'>' if attr.exclusive_min else '>='} {_num(attr.minimum)}")
     if attr.maximum is not None:
         parts.append(f"{'<' if attr.exclusive_max else '<='} {_num(attr.maximum)}")
     return " and ".join(parts)
@@ -126,8 +132,9 @@ def _is_int(value: Any) -> bool:
 
 
 def _check_bounds(attr: Attr, value: Any, whole: Any) -> None:
-    if attr.minimum is not None and value < attr.minimum:
-        raise _fail(attr, whole)
+    if attr.minimum is not None:
+        if value < attr.minimum or (attr.exclusive_min and value <= attr.minimum):
+            raise _fail(attr, whole)
     if attr.maximum is not None:
         if value > attr.maximum or (attr.exclusive_max and value >= attr.maximum):
             raise _fail(attr, whole)
@@ -218,7 +225,7 @@ _PARSERS = {
 def _number_schema(attr: Attr, type_: str) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": type_}
     if attr.minimum is not None:
-        schema["minimum"] = attr.minimum
+        schema["exclusiveMinimum" if attr.exclusive_min else "minimum"] = attr.minimum
     if attr.maximum is not None:
         schema["exclusiveMaximum" if attr.exclusive_max else "maximum"] = attr.maximum
     return schema
@@ -244,7 +251,8 @@ _SCHEMAS = {
         {"type": "array", "items": _number_schema(a, "integer"), "minItems": 2, "maxItems": 2}]}),
     "padding": lambda a: _with_doc(a, {"oneOf": [
         {"enum": ["same", "valid"]}, {"type": "integer", "minimum": 0},
-        {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 2, "maxItems": 4}]}),
+        {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1, "maxItems": 4,
+         "not": {"minItems": 3, "maxItems": 3}}]}),
     "ints": lambda a: _with_doc(a, {"type": "array", "items": _number_schema(a, "integer")}),
     "floats": lambda a: _with_doc(a, {"type": "array", "items": _number_schema(a, "number")}),
     "strs": lambda a: _with_doc(a, {"type": "array", "items": {"type": "string", "minLength": 1}}),

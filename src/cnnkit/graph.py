@@ -57,6 +57,7 @@ def plan(spec: Spec, registry: Registry) -> list[Node]:
     nodes = []
     for layer in order:
         layer_type = registry.layer(layer.type)
+        _check_arity(spec, layer, layer_type, len(inputs[layer.name]))
         in_shapes = tuple(shapes[name] for name in inputs[layer.name])
         try:
             out_shape = tuple(int(d) for d in layer_type.infer_shape(layer.attrs, in_shapes))
@@ -70,6 +71,21 @@ def plan(spec: Spec, registry: Registry) -> list[Node]:
         nodes.append(Node(layer, layer_type, inputs[layer.name], in_shapes, out_shape))
     _check_all_used(spec, nodes)
     return nodes
+
+
+def _check_arity(spec: Spec, layer: LayerSpec, layer_type: LayerType, count: int) -> None:
+    low, high = layer_type.arity
+    if low <= count and (high is None or count <= high):
+        return
+    if high is None:
+        wanted = f"{low} or more inputs"
+    elif low == high:
+        wanted = f"{low} input{'s' if low > 1 else ''}"
+    else:
+        wanted = f"{low} to {high} inputs"
+    raise _spec_error(spec, layer, f"layer type '{layer_type.name}' takes {wanted}, got {count}; list them "
+                      f"with 'inputs: [a, b]'" if low > 1 else f"layer type '{layer_type.name}' takes "
+                      f"{wanted}, got {count}", "inputs")
 
 
 def _fmt(shape: Shape) -> str:
@@ -105,12 +121,14 @@ def _resolve_inputs(spec: Spec, layer: LayerSpec, index: int, by_name: Mapping[s
         return (spec.layers[index - 1].name,) if index > 0 else (INPUT,)
     from cnnkit.registry import did_you_mean
 
-    for name in layer.inputs:
+    for i, name in enumerate(layer.inputs):
+        where = f"inputs.{i}" if f"inputs.{i}" in layer.marks else "inputs"
         if name != INPUT and name not in by_name:
-            raise _spec_error(spec, layer, f"input '{name}' is not a layer of this spec"
-                              f"{did_you_mean(name, [*by_name, INPUT])}", "inputs")
+            raise _spec_error(spec, layer, f"input '{name}' is not a layer of this spec; expected "
+                              f"'{INPUT}' or a layer name{did_you_mean(name, [*by_name, INPUT])}", where)
         if name == layer.name:
-            raise _spec_error(spec, layer, "a layer cannot take its own output as input", "inputs")
+            raise _spec_error(spec, layer, f"a layer cannot take its own output as input; expected "
+                              f"'{INPUT}' or another layer's name", where)
     return tuple(layer.inputs)
 
 
@@ -122,13 +140,30 @@ def _topological_order(spec: Spec, inputs: Mapping[str, tuple[str, ...]]) -> lis
     while len(order) < len(spec.layers):
         ready = [layer for layer in spec.layers if layer.name not in done and pending[layer.name] <= done]
         if not ready:
-            cycle = [layer for layer in spec.layers if layer.name not in done]
-            names = " -> ".join(layer.name for layer in cycle)
-            raise _spec_error(spec, cycle[0], f"the layers {names} form a cycle through their 'inputs'; "
+            cycle = _find_cycle(spec, pending, done)
+            names = " -> ".join(layer.name for layer in [*cycle, cycle[0]])
+            raise _spec_error(spec, cycle[0], f"the layers form a cycle {names} through their 'inputs'; "
                               f"a layer can only take outputs of layers that do not depend on it", "inputs")
         order.append(ready[0])
         done.add(ready[0].name)
     return order
+
+
+def _find_cycle(spec: Spec, pending: Mapping[str, set[str]], done: set[str]) -> list[LayerSpec]:
+    """The layers of one cycle in data-flow order, starting with the first in file order.
+
+    Every layer not yet placed waits for another unplaced one, so following those waits comes back round.
+    """
+    by_name = {layer.name: layer for layer in spec.layers}
+    path = [next(layer.name for layer in spec.layers if layer.name not in done)]
+    while True:
+        waits = [layer.name for layer in spec.layers if layer.name in pending[path[-1]] - done]
+        if waits[0] in path:
+            cycle = path[path.index(waits[0]):][::-1]
+            first = min(cycle, key=[layer.name for layer in spec.layers].index)
+            start = cycle.index(first)
+            return [by_name[name] for name in cycle[start:] + cycle[:start]]
+        path.append(waits[0])
 
 
 def _check_all_used(spec: Spec, nodes: Sequence[Node]) -> None:
