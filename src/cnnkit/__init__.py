@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,10 @@ from cnnkit.hookspecs import hookimpl
 from cnnkit.spec import Spec, load_spec, save_spec
 
 __version__ = "0.1.0"
+
+# Importing a submodule sets it as an attribute of its parent package, so the first import of cnnkit.train
+# (by the plugin manager, say) would replace the train() function below; importing it first prevents that.
+importlib.import_module("cnnkit.train")
 
 
 def build(spec: Any, backend: str = "numpy", seed: int = 0, dtype: Any = np.float32) -> Network:

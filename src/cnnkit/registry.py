@@ -93,7 +93,7 @@ class Backend:
 
 @dataclass(frozen=True)
 class Loss:
-    """`make(options)` returns an object with forward(logits, targets) -> float and backward() -> grad."""
+    """`make(**attrs)` returns an object with forward(logits, labels) -> float and backward() -> grad."""
 
     name: str
     attrs: tuple[Attr, ...]
