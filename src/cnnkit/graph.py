@@ -122,7 +122,7 @@ def _resolve_inputs(spec: Spec, layer: LayerSpec, index: int, by_name: Mapping[s
     from cnnkit.registry import did_you_mean
 
     for i, name in enumerate(layer.inputs):
-        where = f"inputs.{i}" if f"inputs.{i}" in layer.marks else "inputs"
+        where = _input_key(layer, i)
         if name != INPUT and name not in by_name:
             raise _spec_error(spec, layer, f"input '{name}' is not a layer of this spec; expected "
                               f"'{INPUT}' or a layer name{did_you_mean(name, [*by_name, INPUT])}", where)
@@ -130,6 +130,11 @@ def _resolve_inputs(spec: Spec, layer: LayerSpec, index: int, by_name: Mapping[s
             raise _spec_error(spec, layer, f"a layer cannot take its own output as input; expected "
                               f"'{INPUT}' or another layer's name", where)
     return tuple(layer.inputs)
+
+
+def _input_key(layer: LayerSpec, index: int) -> str:
+    """The marks key of the layer's index-th input (its 'inputs' list where items have no position)."""
+    return f"inputs.{index}" if f"inputs.{index}" in layer.marks else "inputs"
 
 
 def _topological_order(spec: Spec, inputs: Mapping[str, tuple[str, ...]]) -> list[LayerSpec]:
@@ -142,8 +147,9 @@ def _topological_order(spec: Spec, inputs: Mapping[str, tuple[str, ...]]) -> lis
         if not ready:
             cycle = _find_cycle(spec, pending, done)
             names = " -> ".join(layer.name for layer in [*cycle, cycle[0]])
+            where = _input_key(cycle[0], inputs[cycle[0].name].index(cycle[-1].name))
             raise _spec_error(spec, cycle[0], f"the layers form a cycle {names} through their 'inputs'; "
-                              f"a layer can only take outputs of layers that do not depend on it", "inputs")
+                              f"a layer can only take outputs of layers that do not depend on it", where)
         order.append(ready[0])
         done.add(ready[0].name)
     return order
@@ -263,7 +269,8 @@ class Network:
         for node, kernel in zip(self.nodes, self.kernels):
             setup = OpSetup(name=node.name, attrs=node.spec.attrs,
                             in_shapes=tuple((batch, *s) for s in node.in_shapes),
-                            out_shape=(batch, *node.out_shape), dtype=self.dtype, rng=self.rng)
+                            out_shape=(batch, *node.out_shape), dtype=self.dtype, rng=self.rng,
+                            needs_input_grad=any(name != INPUT for name in node.inputs))
             ops.append(kernel.make(setup))
         self._ops[batch] = ops
         if len(self._ops) > _CACHED_BATCH_SIZES:

@@ -47,7 +47,11 @@ class LayerType:
 
 @dataclass(frozen=True)
 class OpSetup:
-    """Everything a kernel needs to allocate its buffers once: shapes here include the batch dimension."""
+    """Everything a kernel needs to allocate its buffers once: shapes here include the batch dimension.
+
+    needs_input_grad is False when every input is the network's input, whose gradient nobody uses: the
+    kernel's backward may then skip that work and return None for it.
+    """
 
     name: str
     attrs: Mapping[str, Any]
@@ -55,6 +59,7 @@ class OpSetup:
     out_shape: tuple[int, ...]
     dtype: np.dtype
     rng: np.random.Generator
+    needs_input_grad: bool = True
 
 
 class Op(Protocol):

@@ -38,12 +38,13 @@ class LayerRun:
         return self.op.forward(list(inputs), self.params, self.buffers, training).copy()
 
     def backward(self, grad_out: np.ndarray) -> list[np.ndarray]:
-        return [g.copy() for g in self.op.backward(grad_out, self.params, self.grads)]
+        grads = self.op.backward(grad_out, self.params, self.grads)
+        return [None if g is None else g.copy() for g in grads]
 
 
 def make_run(layer_type: str, attrs: Mapping[str, Any], in_shapes: Sequence[tuple[int, ...]],
              backend: str = "numpy", dtype: Any = np.float64, seed: int = 0,
-             params: Mapping[str, np.ndarray] | None = None) -> LayerRun:
+             params: Mapping[str, np.ndarray] | None = None, needs_input_grad: bool = True) -> LayerRun:
     """Bind one layer's kernel; in_shapes include the batch dimension. `params` overrides the init."""
     reg = registry()
     lt = reg.layer(layer_type)
@@ -63,7 +64,8 @@ def make_run(layer_type: str, attrs: Mapping[str, Any], in_shapes: Sequence[tupl
     kernel = reg.kernel(layer_type, backend)
     assert kernel is not None, f"no {backend} kernel for {layer_type}"
     op = kernel.make(OpSetup(name="layer", attrs=parsed, in_shapes=tuple(map(tuple, in_shapes)),
-                             out_shape=out_shape, dtype=dtype, rng=rng))
+                             out_shape=out_shape, dtype=dtype, rng=rng,
+                             needs_input_grad=needs_input_grad))
     grads = {k: np.zeros_like(v) for k, v in own.items()}
     return LayerRun(op, parsed, own, buffers, grads, out_shape, rng, rng.bit_generator.state)
 

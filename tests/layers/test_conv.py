@@ -260,3 +260,21 @@ def test_spec_round_trips_and_runs():
 def test_shape_error_in_a_spec_names_the_layer():
     with pytest.raises(SpecError, match="layer 'conv': conv2d: kernel 9x9 is larger than the padded input"):
         build(SPEC.replace("kernel: 3, padding: same", "kernel: 9"))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("attrs", [{"filters": 4, "kernel": 3, "padding": "same"},
+                                   {"filters": 4, "kernel": 1}])
+def test_first_layer_skips_the_input_gradient_but_not_the_weight_gradients(backend, attrs):
+    x = np.random.default_rng(7).standard_normal((2, 3, 6, 5))
+    grad_out = None
+    results = []
+    for needs in (True, False):
+        run = make_run("conv2d", attrs, [x.shape], backend, np.float64, needs_input_grad=needs)
+        out = run.forward([x])
+        grad_out = np.random.default_rng(8).standard_normal(out.shape) if grad_out is None else grad_out
+        grad_inputs = run.backward(grad_out)
+        results.append((grad_inputs, {k: v.copy() for k, v in run.grads.items()}))
+    assert results[0][0][0] is not None and results[1][0] == [None]
+    for key, value in results[0][1].items():
+        np.testing.assert_array_equal(value, results[1][1][key])

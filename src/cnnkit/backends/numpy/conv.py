@@ -72,11 +72,13 @@ class Conv2d:
         self.col2im_order = sorted(self.taps, key=lambda tap: tap.inp != self.whole_input)
         # A 1x1, stride-1, unpadded conv reads x itself as its columns.
         self.direct = (kh, kw) == (1, 1) and window.stride == (1, 1) and window.pads == (0, 0, 0, 0)
+        self.needs_input_grad = setup.needs_input_grad
         self.cols = None if self.direct else np.zeros(self.cols_shape, dtype)
-        self.grad_cols = None if self.direct else np.empty(self.cols_shape, dtype)
+        with_grad_cols = setup.needs_input_grad and not self.direct
+        self.grad_cols = np.empty(self.cols_shape, dtype) if with_grad_cols else None
         self.cols_in_use: np.ndarray | None = None
         self.out = np.empty(setup.out_shape, dtype)
-        self.grad_x = np.empty(setup.in_shapes[0], dtype)
+        self.grad_x = np.empty(setup.in_shapes[0], dtype) if setup.needs_input_grad else None
         self.dw_per_image = np.empty((n, *self.group_shape), dtype)
 
     def forward(self, inputs, params, buffers, training):
@@ -105,6 +107,8 @@ class Conv2d:
         np.sum(self.dw_per_image, axis=0, out=grads["weight"].reshape(self.group_shape))
         if "bias" in grads:
             np.sum(grad_out, axis=(0, 2, 3), out=grads["bias"])
+        if not self.needs_input_grad:
+            return [None]
         weight_t = params["weight"].reshape(self.group_shape).transpose(0, 2, 1)
         if self.direct:
             np.matmul(weight_t, g, out=self.grad_x.reshape(self.cols_shape))
