@@ -16,7 +16,8 @@ class LayerSpec:
     """One layer: attrs are normalised by its layer type (defaults filled in, pairs as tuples).
 
     inputs None means the previous layer's output (the network input for the first layer).
-    marks map "" to the layer's own position and each key ("filters", "inputs", ...) to its value's.
+    marks map "" to the layer's own position, each key ("filters", "inputs", ...) to its value's, and
+    "inputs.0", "inputs.1", ... to each listed input's.
     """
 
     name: str
@@ -42,12 +43,14 @@ class TrainSpec:
 
 @dataclass
 class Spec:
-    """A network: its input shape (C, H, W) or (F,), its layers in file order, and its training recipe."""
+    """A network: its input shape (C, H, W) or (F,), its layers in file order, its training recipe and an
+    optional free-text description."""
 
     name: str
     input: tuple[int, ...]
     layers: list[LayerSpec]
     train: TrainSpec | None = None
+    description: str = ""
     source: str = field(default="<spec>", compare=False)
     marks: dict[tuple[Any, ...], Mark] = field(default_factory=dict, compare=False, repr=False)
 
