@@ -49,3 +49,7 @@ def test_backend_lookup():
     assert reg.backend("numpy").unavailable() is None
     with pytest.raises(RegistryError, match="did you mean 'numpy'"):
         reg.backend("nympy")
+
+
+def test_did_you_mean_says_when_nothing_is_registered():
+    assert did_you_mean("swish", []) == "; none is registered"

@@ -150,6 +150,8 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     close = difflib.get_close_matches(str(name), candidates, n=1, cutoff=0.6)
     if close:
         return f"; did you mean '{close[0]}'?"
+    if not candidates:
+        return "; none is registered"
     if len(candidates) <= 24:
         return "; known: " + ", ".join(candidates)
     return ""
