@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnkit.data import BASE_DIR
 from cnnkit.data.dataset import ArrayDataset
 from cnnkit.errors import CheckpointError, DataError, SpecError
 from cnnkit.graph import Network
@@ -129,6 +130,8 @@ def load_data(net: Network, recipe: TrainSpec | None = None) -> tuple[ArrayDatas
     input and output."""
     recipe = recipe if recipe is not None else run_spec(net, None).train
     attrs = {k: v for k, v in recipe.data.items() if k != "dataset"}
+    if not net.spec.source.startswith("<"):
+        attrs[BASE_DIR] = Path(net.spec.source).parent
     name = recipe.data["dataset"]
     dataset = net.registry.dataset(name).load(attrs, net.input_shape, recipe.seed)
     if not isinstance(dataset, ArrayDataset):
