@@ -40,5 +40,21 @@ def load(run_dir: Any, backend: str = "numpy") -> Network:
     return load_network(run_dir, backend=backend)
 
 
-__all__ = ["CnnkitError", "Network", "Spec", "build", "hookimpl", "load", "load_spec", "save_spec", "train",
-           "__version__"]
+def export_onnx(net: Network, path: Any, opset: int = 17, fold_batchnorm: bool = False, softmax: bool = False,
+                class_names: Any = None) -> Any:
+    """Write `net` as an ONNX file (eval mode, dynamic batch); see cnnkit.onnx.export.export_onnx."""
+    from cnnkit.onnx.export import export_onnx as write
+
+    return write(net, path, opset=opset, fold_batchnorm=fold_batchnorm, softmax=softmax,
+                 class_names=class_names)
+
+
+def verify_onnx(net: Network, path: Any, **options: Any) -> Any:
+    """Run the file in onnxruntime and `net` in cnnkit on the same batches; see cnnkit.onnx.verify."""
+    from cnnkit.onnx.verify import verify_onnx as verify
+
+    return verify(net, path, **options)
+
+
+__all__ = ["CnnkitError", "Network", "Spec", "build", "export_onnx", "hookimpl", "load", "load_spec",
+           "save_spec", "train", "verify_onnx", "__version__"]
