@@ -1,0 +1,7 @@
+"""`python -m cnnkit`: the same as the `cnnkit` command."""
+
+import sys
+
+from cnnkit.cli import main
+
+sys.exit(main())
