@@ -16,7 +16,7 @@ from cnnkit.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = str(ROOT / "specs" / "seed_convnet.yaml")
-COMMANDS = ["summary", "train", "eval", "export", "inspect", "schema", "backends", "plugins"]
+COMMANDS = ["summary", "train", "eval", "export", "verify", "inspect", "schema", "backends", "plugins"]
 
 TINY = """\
 name: tiny
@@ -145,6 +145,15 @@ def test_export_and_inspect(tmp_path, capsys):
     assert "Conv" in capsys.readouterr().out
     assert main(["inspect", str(spec)]) == 2
     assert_one_error_line(capsys.readouterr().err, str(spec))
+
+    assert main(["verify", str(model), str(out)]) == 0
+    assert "PASS: onnxruntime vs cnnkit" in capsys.readouterr().out
+    assert main(["verify", str(model), str(tmp_path / "no-run")]) == 2
+    assert_one_error_line(capsys.readouterr().err, "no-run", "no such run folder")
+    assert main(["verify", str(spec), str(out)]) == 2
+    assert_one_error_line(capsys.readouterr().err, "not an ONNX model")
+    assert main(["export", str(out), "-o", str(tmp_path / "missing" / "m.onnx")]) == 2
+    assert_one_error_line(capsys.readouterr().err, "cannot write")
 
 
 def test_ctrl_c_says_how_to_resume(tmp_path, capsys):
