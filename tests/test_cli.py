@@ -220,3 +220,22 @@ def test_help_and_usage_errors(capsys):
 def test_help_as_a_process():
     result = run("--help")
     assert result.returncode == 0 and "cnnkit summary specs/seed_convnet.yaml" in result.stdout
+
+
+def test_relative_data_paths_follow_the_spec_file(tmp_path, capsys, monkeypatch):
+    import numpy as np
+
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    np.savez(project / "data" / "set.npz", x=rng.standard_normal((40, 1, 8, 8)).astype(np.float32),
+             y=np.arange(40) % 3)
+    spec = project / "net.yaml"
+    spec.write_text(TINY.replace("{dataset: shapes, classes: 3, samples: 48, val_fraction: 0.25}",
+                                 "{dataset: npz, path: data/set.npz, val_fraction: 0.25}"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["train", str(spec), "-o", "run", "--epochs", "1", "--no-progress"]) == 0
+    assert main(["eval", "run"]) == 0
+    assert "val split, 10 examples" in capsys.readouterr().out

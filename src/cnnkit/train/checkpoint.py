@@ -15,6 +15,7 @@ then removes older weights files, so a kill at any moment leaves checkpoint.json
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -41,7 +42,7 @@ PREFIXES = ("param/", "buffer/", "optim/")
 _FIELDS: dict[str, type | tuple[type, ...]] = {
     "cnnkit_version": str, "spec": str, "dtype": str, "epoch": int, "step_in_epoch": int,
     "global_step": int, "rng": dict, "class_names": list, "history": list, "partial": dict,
-    "weights": str, "sha256": str,
+    "weights": str, "sha256": str, "spec_source": str,
 }
 
 
@@ -50,7 +51,8 @@ class Checkpoint:
     """One point of a training run.
 
     epoch: epochs finished; step_in_epoch: steps done in the next one; partial: the trainer's running sums
-    for that unfinished epoch. tensors: "param/...", "buffer/..." and "optim/..." arrays.
+    for that unfinished epoch. tensors: "param/...", "buffer/..." and "optim/..." arrays. spec_source: the
+    spec file trained (absolute), so relative data paths in it still resolve when the run is reloaded.
     """
 
     spec: str
@@ -63,6 +65,7 @@ class Checkpoint:
     history: list[dict[str, Any]]
     partial: dict[str, Any] = field(default_factory=dict)
     tensors: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    spec_source: str = "<spec>"
 
 
 def tensors_of(net: Network, optimizer: Any = None) -> dict[str, np.ndarray]:
@@ -208,7 +211,7 @@ def load_network(run_dir: str | os.PathLike, backend: str = "numpy") -> Network:
     checkpoint = read_checkpoint(run_dir)
     source = str(Path(run_dir) / META_FILE)
     try:
-        spec = load_spec(checkpoint.spec, registry())
+        spec = dataclasses.replace(load_spec(checkpoint.spec, registry()), source=checkpoint.spec_source)
         net = Network(spec, registry(), backend=backend, dtype=np.dtype(checkpoint.dtype))
     except (CnnkitError, TypeError) as error:
         raise CheckpointError(f"{source}: the saved spec does not build here: {error}") from None

@@ -155,6 +155,11 @@ def load_data(net: Network, recipe: TrainSpec | None = None) -> tuple[ArrayDatas
     return train, val
 
 
+def absolute_source(source: str) -> str:
+    """A spec file's absolute path; "<dict>"-style names of specs that came from no file stay as they are."""
+    return source if source.startswith("<") else str(Path(source).resolve())
+
+
 def _fmt(shape: tuple[int, ...]) -> str:
     return "x".join(str(d) for d in shape)
 
@@ -289,7 +294,8 @@ class _Trainer:
             spec=dump_spec(self.spec), dtype=self.net.dtype.name, epoch=self.epoch,
             step_in_epoch=self.step_in_epoch, global_step=self.global_step,
             rng=self.net.rng.bit_generator.state, class_names=list(self.train.class_names),
-            history=self.history, partial=dict(self.partial), tensors=tensors_of(self.net, self.optimizer)))
+            history=self.history, partial=dict(self.partial), tensors=tensors_of(self.net, self.optimizer),
+            spec_source=absolute_source(self.net.spec.source)))
 
 
 def _new_partial() -> dict[str, Any]:
