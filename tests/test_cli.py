@@ -130,6 +130,7 @@ def test_train_then_eval(tmp_path, capsys):
     assert_one_error_line(capsys.readouterr().err, "different spec or recipe")
     assert main(["train", str(spec), "-o", str(out), "--epochs", "1"]) == 2
     assert_one_error_line(capsys.readouterr().err, "already holds a training run")
+    assert main(["train", str(spec), "-o", str(out), "--epochs", "1", "--overwrite", "--no-progress"]) == 0
 
 
 def test_export_and_inspect(tmp_path, capsys):

@@ -93,6 +93,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", metavar="SPEC", help="a YAML spec file with a 'train:' section")
     p.add_argument("-o", "--out", metavar="RUN", required=True, help="the run folder to write")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh even if RUN already holds a run (its checkpoints are replaced)")
     p.add_argument("--epochs", type=_positive_int, metavar="N", help="override the recipe's epochs")
     p.add_argument("--backend", default="numpy", help="the kernels to run on (see 'cnnkit backends')")
     p.add_argument("--seed", type=_natural_int, metavar="N",
@@ -199,7 +201,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     net = build(spec, backend=args.backend, seed=recipe.seed)
     started = time.perf_counter()
     try:
-        history = fit(net, recipe, out=args.out, resume=args.resume,
+        history = fit(net, recipe, out=args.out, resume=args.resume, overwrite=args.overwrite,
                       progress=False if args.no_progress else None)
     except TrainingInterrupted as stopped:
         if stopped.step == stopped.steps_per_epoch:
