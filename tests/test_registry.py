@@ -33,6 +33,8 @@ def test_duplicate_layer_names_name_both_plugins():
 
 def test_duplicate_kernels_are_refused():
     reg = Registry()
+    reg.add(LayerType(name="relu", attrs=(), infer_shape=identity, plugin="a"))
+    reg.add(Backend(name="numpy", description="ref", plugin="a"))
     reg.add(Kernel(layer="relu", backend="numpy", make=object, plugin="a"))
     with pytest.raises(PluginError, match="'numpy' kernel for 'relu'"):
         reg.add(Kernel(layer="relu", backend="numpy", make=object, plugin="b"))

@@ -1,9 +1,10 @@
 """Every hook a cnnkit plugin can implement: the one page a plugin author reads.
 
-Each hook receives a `register` callback and calls it once per record (see cnnkit.registry for the record
-types). Hooks are called once, when the registry is first needed, in plugin load order: built-in plugins
-first (cnnkit.plugins.DEFAULT_PLUGINS), then the `cnnkit` entry-point group. A name registered twice keeps
-the first registration and reports the second as a plugin error.
+A plugin is a module (or any object) with functions marked `@hookimpl` whose names are these hooks. Each
+hook receives a `register` callback and calls it once per record (see cnnkit.registry for the record
+types), returning None. A package makes its module a plugin through an entry point in the `cnnkit` group;
+`cnnkit.plugins.register_plugin(module)` adds one at run time (tests, notebooks). The guide is
+docs/plugins.md.
 
     from cnnkit import hookimpl
     from cnnkit.registry import LayerType
@@ -11,6 +12,20 @@ the first registration and reports the second as a plugin error.
     @hookimpl
     def cnnkit_register_layers(register):
         register(LayerType(name="swish", attrs=(), infer_shape=lambda attrs, shapes: shapes[0]))
+
+When: every hook of every plugin is called once, when the registry is first needed (the first spec
+loaded or network built), hook by hook in the order of cnnkit.plugins.HOOKS (layer types and backends
+before kernels), and within a hook plugin by plugin in load order: the built-in plugins first
+(cnnkit.plugins.DEFAULT_PLUGINS), then the entry points sorted by name, then run-time registrations.
+
+Name clashes: the first registration of a name (or of a kernel's (layer type, backend)) wins; a later one
+is refused with a PluginError naming both plugins. So a plugin cannot replace a built-in layer: it adds a
+kernel for it on its own backend instead.
+
+Errors: a record of the wrong type or with unusable fields, a kernel for a layer type or backend nobody
+registered, a hook that raises or returns something: each is one PluginError naming the plugin, printed
+once (`cnnkit: plugin error: ...`) and listed by `cnnkit plugins`; the plugin's other records and every
+other plugin keep working.
 """
 
 from __future__ import annotations
@@ -30,8 +45,12 @@ Register = Callable[[Any], None]
 def cnnkit_register_layers(register: Register) -> None:
     """Register layer types: call `register(LayerType(...))` for each.
 
-    A layer type is backend-independent: its YAML name, typed attributes, output-shape inference,
-    parameter initialisation and ONNX export rule. Kernels are registered separately, per backend.
+    A layer type is backend-independent: its YAML name (`type:` in a spec), typed attributes
+    (cnnkit.attrs.Attr: validated with did-you-mean and put in the JSON Schema), output-shape inference
+    (infer_shape(attrs, input_shapes) -> shape without the batch dimension; raise cnnkit.errors.ShapeError
+    for inputs it cannot take), parameter and buffer initialisation, MACs for `cnnkit summary`, arity,
+    and the ONNX export rule to_onnx(ctx) (see cnnkit.onnx.context.ExportContext). Kernels are registered
+    separately, per backend (cnnkit_register_kernels).
     """
 
 
@@ -39,7 +58,10 @@ def cnnkit_register_layers(register: Register) -> None:
 def cnnkit_register_backends(register: Register) -> None:
     """Register backends: call `register(Backend(name, description, unavailable))` for each.
 
-    `unavailable()` returns a sentence saying why the backend cannot run on this machine, or None.
+    A backend is a name for a set of kernels: a network picks one (cnnkit.build(spec, backend=...),
+    `cnnkit train --backend`) or a layer does (`backend:` in the spec), and layer types the backend has no
+    kernel for run on the numpy reference, named once in a notice. `unavailable()` returns a sentence
+    saying why the backend cannot run on this machine, or None.
     """
 
 
@@ -47,9 +69,11 @@ def cnnkit_register_backends(register: Register) -> None:
 def cnnkit_register_kernels(register: Register) -> None:
     """Register kernels: call `register(Kernel(layer, backend, make))` for each (layer type, backend).
 
-    `make(OpSetup)` is called once per (network, batch size, layer) and returns an object with
-    `forward(inputs, params, buffers, training)` and `backward(grad_out, params, grads)`; see
-    cnnkit.registry.Op for the contract. A layer that a backend lacks runs on the NumPy reference.
+    The layer type and the backend must be registered (by this plugin or another; they are registered
+    before any kernel). `make(OpSetup)` is called once per (network, batch size, layer) and returns an
+    object with `forward(inputs, params, buffers, training)` and `backward(grad_out, params, grads)`; see
+    cnnkit.registry.Op for the contract: forward returns an array of setup.out_shape and setup.dtype that
+    it owns, backward overwrites the arrays in `grads` and returns one input gradient per input.
     """
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -88,12 +88,19 @@ class Kernel:
 
 @dataclass(frozen=True)
 class Backend:
-    """A named set of kernels. `unavailable()` returns why it cannot run here, or None when it can."""
+    """A named set of kernels. `unavailable()` returns why it cannot run here, or None when it can.
+
+    dtypes: the dtype names its kernels compute in (None: whatever the layers support); a network of
+    another dtype is refused when it is built. details() returns what is known only at run time (the
+    instruction set chosen, the thread count) for `cnnkit backends`, or None.
+    """
 
     name: str
     description: str
     unavailable: Callable[[], str | None] = lambda: None
     plugin: str = ""
+    dtypes: tuple[str, ...] | None = None
+    details: Callable[[], str | None] = lambda: None
 
 
 @dataclass(frozen=True)
@@ -131,13 +138,18 @@ class Schedule:
 
 @dataclass(frozen=True)
 class Dataset:
-    """`load(attrs, input_shape, seed)` returns a cnnkit.data.ArrayDataset (x float32 NCHW, y int64)."""
+    """`load(attrs, input_shape, seed)` returns a cnnkit.data.ArrayDataset (x float32 NCHW, y int64).
+
+    from_pixels(pixels, attrs): how pictures read from files (float32 (N, C, H, W) in [0, 1], e.g. for
+    `cnnkit predict`) become inputs like the ones `load` gives; None: they are used as they are.
+    """
 
     name: str
     attrs: tuple[Attr, ...]
     load: Callable[..., Any]
     doc: str = ""
     plugin: str = ""
+    from_pixels: Callable[[np.ndarray, Mapping[str, Any]], np.ndarray] | None = None
 
 
 KINDS = {LayerType: "layer type", Backend: "backend", Loss: "loss", Optimizer: "optimizer",
@@ -157,9 +169,59 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     return ""
 
 
+_TEXT_FIELDS = ("name", "layer", "backend", "description", "doc", "plugin")
+_FUNCTION_FIELDS = ("infer_shape", "make", "load", "unavailable", "details")
+_OPTIONAL_FUNCTION_FIELDS = ("init_params", "init_buffers", "to_onnx", "macs", "from_pixels")
+
+
+def check_record(record: Any) -> Any:
+    """The record with `attrs` as a tuple, or a PluginError saying which field of it is unusable.
+
+    Registration checks types only; what a function returns is checked where it is used (a layer type's
+    infer_shape when a spec is planned, a kernel's op when a network first runs it).
+    """
+    values = {name: getattr(record, name) for name in record.__dataclass_fields__}
+    problems = [f"'{name}' must be a string, got {_kind(values[name])}" for name in _TEXT_FIELDS
+                if name in values and not isinstance(values[name], str)]
+    problems += [f"'{name}' must be a non-empty string" for name in ("name", "layer", "backend")
+                 if values.get(name) == ""]
+    problems += [f"'{name}' must be a function, got {_kind(values[name])}" for name in _FUNCTION_FIELDS
+                 if name in values and not callable(values[name])]
+    problems += [f"'{name}' must be a function or None, got {_kind(values[name])}"
+                 for name in _OPTIONAL_FUNCTION_FIELDS
+                 if values.get(name) is not None and not callable(values[name])]
+    if "attrs" in values:
+        attrs = values["attrs"]
+        if not isinstance(attrs, (tuple, list)) or not all(isinstance(a, Attr) for a in attrs):
+            problems.append(f"'attrs' must be a tuple of cnnkit.attrs.Attr, got {_kind(attrs)}")
+        else:
+            record = replace(record, attrs=tuple(attrs))
+    if "arity" in values and not _is_arity(values["arity"]):
+        problems.append(f"'arity' must be (minimum, maximum) inputs with 0 <= minimum <= maximum or maximum "
+                        f"None, got {record.arity!r}")
+    if problems:
+        name = getattr(record, "name", None) or getattr(record, "layer", "?")
+        raise PluginError(f"plugin '{record.plugin}' registered {type(record).__name__} '{name}' with "
+                          f"unusable fields: {'; '.join(problems)}")
+    return record
+
+
+def _kind(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}" if len(repr(value)) <= 40 else type(value).__name__
+
+
+def _is_arity(arity: Any) -> bool:
+    if not isinstance(arity, tuple) or len(arity) != 2:
+        return False
+    low, high = arity
+    ints = isinstance(low, int) and not isinstance(low, bool) and (
+        high is None or isinstance(high, int) and not isinstance(high, bool))
+    return ints and low >= 0 and (high is None or high >= low)
+
+
 @dataclass
 class Registry:
-    """Everything the loaded plugins registered, by kind and name."""
+    """Everything the loaded plugins registered, by kind and name, and the plugin errors met on the way."""
 
     layers: dict[str, LayerType] = field(default_factory=dict)
     kernels: dict[tuple[str, str], Kernel] = field(default_factory=dict)
@@ -168,20 +230,26 @@ class Registry:
     optimizers: dict[str, Optimizer] = field(default_factory=dict)
     schedules: dict[str, Schedule] = field(default_factory=dict)
     datasets: dict[str, Dataset] = field(default_factory=dict)
+    errors: list[PluginError] = field(default_factory=list)
 
     def table(self, record: Any) -> dict[str, Any]:
         return {LayerType: self.layers, Backend: self.backends, Loss: self.losses,
                 Optimizer: self.optimizers, Schedule: self.schedules, Dataset: self.datasets}[type(record)]
 
     def add(self, record: Any) -> None:
-        """Register one record; a name that is already taken is a PluginError naming both plugins."""
-        if isinstance(record, Kernel):
-            self._add_kernel(record)
-            return
-        if type(record) not in KINDS:
+        """Register one record; a name that is already taken is a PluginError naming both plugins.
+
+        The first registration of a name wins, so plugins loaded earlier (the built-ins first) keep theirs.
+        A kernel must be for a layer type and a backend that are registered already.
+        """
+        if type(record) not in (*KINDS, Kernel):
             raise PluginError(f"plugin '{getattr(record, 'plugin', '?')}' registered {record!r}, which is "
                               f"not a cnnkit record (LayerType, Kernel, Backend, Loss, Optimizer, Schedule, "
                               f"Dataset)")
+        record = check_record(record)
+        if isinstance(record, Kernel):
+            self._add_kernel(record)
+            return
         table = self.table(record)
         if record.name in table:
             kind = KINDS[type(record)]
@@ -190,6 +258,12 @@ class Registry:
         table[record.name] = record
 
     def _add_kernel(self, kernel: Kernel) -> None:
+        for kind, table, name in (("layer type", self.layers, kernel.layer),
+                                  ("backend", self.backends, kernel.backend)):
+            if name not in table:
+                raise PluginError(f"plugin '{kernel.plugin}' registers a '{kernel.backend}' kernel for layer "
+                                  f"type '{kernel.layer}', but no plugin registers the {kind} '{name}'"
+                                  f"{did_you_mean(name, table)}")
         key = (kernel.layer, kernel.backend)
         if key in self.kernels:
             raise PluginError(f"plugin '{kernel.plugin}' registers a '{kernel.backend}' kernel for "

@@ -19,8 +19,8 @@ from pathlib import Path
 import onnx
 from onnx import helper
 
-from cnnkit.errors import ExportError
-from cnnkit.graph import Network
+from cnnkit.errors import CnnkitError, ExportError
+from cnnkit.graph import Network, Node
 from cnnkit.onnx.context import ELEMENT_TYPES, ExportContext, GraphBuilder
 from cnnkit.onnx.fold import fold_batch_norms
 from cnnkit.spec.loader import dump_spec
@@ -58,13 +58,25 @@ def to_model(net: Network, opset: int = DEFAULT_OPSET, fold_batchnorm: bool = Fa
                             out_shape=node.out_shape, inputs=tuple(values[n] for n in node.inputs),
                             output=output, params=params, buffers=net.layer_buffers(node.name),
                             opset=opset, graph=graph)
-        values[node.name] = node.layer.to_onnx(ctx) or output
+        values[node.name] = _run_rule(node, ctx) or output
     final = values[last]
     if softmax:
         graph.node("Softmax", [final], [output_name(True)], name="softmax", axis=1)
     elif final != output_name(False):
         graph.node("Identity", [final], [output_name(False)], name="output")
     return _assemble(net, graph, opset, softmax, class_names)
+
+
+def _run_rule(node: Node, ctx: ExportContext) -> str | None:
+    """The layer type's export rule; an exception other than a CnnkitError is a bug in its plugin."""
+    try:
+        return node.layer.to_onnx(ctx)
+    except CnnkitError:
+        raise
+    except Exception as error:  # a plugin's rule may fail in any way; name it
+        raise ExportError(f"layer '{node.name}': the ONNX export rule of layer type '{node.layer.name}' "
+                          f"(plugin '{node.layer.plugin}') failed: {type(error).__name__}: "
+                          f"{error}") from error
 
 
 def _check_exportable(net: Network, opset: int) -> None:
