@@ -16,7 +16,8 @@ from cnnkit.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = str(ROOT / "specs" / "seed_convnet.yaml")
-COMMANDS = ["summary", "train", "eval", "export", "verify", "inspect", "schema", "backends", "plugins"]
+COMMANDS = ["summary", "train", "eval", "predict", "viz", "export", "verify", "inspect", "schema", "backends",
+            "plugins"]
 
 TINY = """\
 name: tiny

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cnnkit.errors import BackendError, CnnkitError, ShapeError, SpecError
+from cnnkit.errors import BackendError, CnnkitError, PluginError, ShapeError, SpecError
 from cnnkit.registry import Kernel, LayerType, Op, OpSetup, Registry, Shape
 from cnnkit.spec.model import INPUT, LayerSpec, Spec
 
@@ -59,10 +59,7 @@ def plan(spec: Spec, registry: Registry) -> list[Node]:
         layer_type = registry.layer(layer.type)
         _check_arity(spec, layer, layer_type, len(inputs[layer.name]))
         in_shapes = tuple(shapes[name] for name in inputs[layer.name])
-        try:
-            out_shape = tuple(int(d) for d in layer_type.infer_shape(layer.attrs, in_shapes))
-        except ShapeError as error:
-            raise _spec_error(spec, layer, str(error)) from None
+        out_shape = _infer_shape(spec, layer, layer_type, in_shapes)
         if any(d <= 0 for d in out_shape):
             raise _spec_error(spec, layer, f"output shape {_fmt(out_shape)} from input "
                               f"{', '.join(_fmt(s) for s in in_shapes)} has a dimension <= 0; "
@@ -71,6 +68,30 @@ def plan(spec: Spec, registry: Registry) -> list[Node]:
         nodes.append(Node(layer, layer_type, inputs[layer.name], in_shapes, out_shape))
     _check_all_used(spec, nodes)
     return nodes
+
+
+def _infer_shape(spec: Spec, layer: LayerSpec, layer_type: LayerType, in_shapes: tuple[Shape, ...]) -> Shape:
+    """The layer type's output shape. A ShapeError is the spec's fault; anything else (an exception other
+    than ShapeError, or a value that is not a tuple of ints) is the fault of the plugin that registered
+    the layer type, and is reported as that plugin's error at this layer."""
+    try:
+        shape = layer_type.infer_shape(layer.attrs, in_shapes)
+    except ShapeError as error:
+        raise _spec_error(spec, layer, str(error)) from None
+    except Exception as error:  # a bug in the plugin's infer_shape, not in the spec
+        raise _plugin_error(spec, layer, layer_type, f"infer_shape raised {type(error).__name__}: "
+                            f"{error}") from error
+    if not isinstance(shape, (tuple, list)) or not all(
+            isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in shape):
+        raise _plugin_error(spec, layer, layer_type, f"infer_shape returned {shape!r}; expected the output "
+                            f"shape without the batch dimension, a tuple of ints such as (16, 8, 8)")
+    return tuple(int(d) for d in shape)
+
+
+def _plugin_error(spec: Spec, layer: LayerSpec, layer_type: LayerType, problem: str) -> PluginError:
+    where = _spec_error(spec, layer, f"layer type '{layer_type.name}' of plugin '{layer_type.plugin}' is "
+                        f"broken: {problem}", "type")
+    return PluginError(str(where))
 
 
 def _check_arity(spec: Spec, layer: LayerSpec, layer_type: LayerType, count: int) -> None:
@@ -182,6 +203,15 @@ def _check_all_used(spec: Spec, nodes: Sequence[Node]) -> None:
                               f"to it or remove it")
 
 
+def _checked_op(op: object, kernel: Kernel, node: Node) -> Op:
+    """The op a kernel's make() returned, if it has forward and backward; else the plugin's error."""
+    if callable(getattr(op, "forward", None)) and callable(getattr(op, "backward", None)):
+        return op  # type: ignore[return-value]
+    raise PluginError(f"layer '{node.name}': the '{kernel.backend}' kernel for '{kernel.layer}' of plugin "
+                      f"'{kernel.plugin}' is broken: make() returned {type(op).__name__}, which has no "
+                      f"forward and backward methods (see cnnkit.registry.Op)")
+
+
 def layer_seed(seed: int, name: str) -> np.random.Generator:
     """Each layer's initialiser draws from its own stream, so adding a layer leaves the others' weights."""
     return np.random.default_rng([seed, zlib.crc32(name.encode())])
@@ -200,6 +230,7 @@ class Network:
         self.nodes = plan(spec, registry)
         self._index = {node.name: i for i, node in enumerate(self.nodes)}
         self.kernels = [self._choose_kernel(node) for node in self.nodes]
+        self._notice_fallbacks()
         self.params: dict[str, np.ndarray] = {}
         self.buffers: dict[str, np.ndarray] = {}
         self._node_params: list[dict[str, np.ndarray]] = []
@@ -213,6 +244,7 @@ class Network:
         self._consumers = self._count_consumers()
         self._grad_sums: dict[int, dict[str, np.ndarray]] = {}
         self._last_batch: int | None = None
+        self._unchecked: set[int] = set()
 
     @property
     def input_shape(self) -> Shape:
@@ -228,15 +260,29 @@ class Network:
         reason = backend.unavailable()
         if reason:
             raise BackendError(f"backend '{wanted}' is not available: {reason}")
+        if backend.dtypes is not None and self.dtype.name not in backend.dtypes:
+            raise BackendError(f"layer '{node.name}': backend '{wanted}' computes in "
+                               f"{', '.join(backend.dtypes)} only, not {self.dtype.name}; build the network "
+                               f"with dtype={backend.dtypes[0]}, or use backend '{REFERENCE_BACKEND}'")
         kernel = self.registry.kernel(node.layer.name, wanted)
         if kernel is None:
             kernel = self.registry.kernel(node.layer.name, REFERENCE_BACKEND)
             if kernel is None:
                 raise BackendError(f"layer '{node.name}': no kernel for layer type '{node.layer.name}' on "
                                    f"backend '{wanted}' nor on the '{REFERENCE_BACKEND}' reference")
-            notice(f"backend '{wanted}' has no kernel for layer type '{node.layer.name}'; "
-                   f"it runs on the '{REFERENCE_BACKEND}' reference")
         return kernel
+
+    def _notice_fallbacks(self) -> None:
+        """One notice per backend naming the layer types that run on the reference instead of on it."""
+        missing: dict[str, set[str]] = {}
+        for node, kernel in zip(self.nodes, self.kernels):
+            wanted = node.spec.backend or self.backend
+            if kernel.backend != wanted:
+                missing.setdefault(wanted, set()).add(node.layer.name)
+        for backend, layer_types in missing.items():
+            notice(f"backend '{backend}' has no kernel for layer type{'s' * (len(layer_types) > 1)} "
+                   f"{', '.join(sorted(layer_types))}; {'they run' if len(layer_types) > 1 else 'it runs'} "
+                   f"on the '{REFERENCE_BACKEND}' reference")
 
     def _init_state(self) -> None:
         for node in self.nodes:
@@ -271,8 +317,9 @@ class Network:
                             in_shapes=tuple((batch, *s) for s in node.in_shapes),
                             out_shape=(batch, *node.out_shape), dtype=self.dtype, rng=self.rng,
                             needs_input_grad=any(name != INPUT for name in node.inputs))
-            ops.append(kernel.make(setup))
+            ops.append(_checked_op(kernel.make(setup), kernel, node))
         self._ops[batch] = ops
+        self._unchecked.add(batch)
         if len(self._ops) > _CACHED_BATCH_SIZES:
             evicted, _ = self._ops.popitem(last=False)
             self._grad_sums.pop(evicted, None)
@@ -293,13 +340,43 @@ class Network:
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """The output for a batch; the array belongs to the network and is overwritten by the next call."""
+        return self._forward_values(x, training)[self.nodes[-1].name]
+
+    def activations(self, x: np.ndarray, layers: Sequence[str]) -> dict[str, np.ndarray]:
+        """Eval-mode outputs of the named layers for a batch, as copies: e.g. feature maps to look at."""
+        from cnnkit.registry import did_you_mean
+
+        for name in layers:
+            if name not in self._index:
+                raise CnnkitError(f"network '{self.spec.name}' has no layer '{name}'"
+                                  f"{did_you_mean(name, self._index)}")
+        values = self._forward_values(x, training=False)
+        return {name: values[name].copy() for name in layers}
+
+    def _forward_values(self, x: np.ndarray, training: bool) -> dict[str, np.ndarray]:
+        """Every layer's output for a batch, by layer name (and the input as INPUT)."""
         x = self.check_input(x)
         ops = self.ops(x.shape[0])
         values: dict[str, np.ndarray] = {INPUT: x}
-        for node, op, params, buffers in zip(self.nodes, ops, self._node_params, self._node_buffers):
+        first_run = x.shape[0] in self._unchecked
+        for i, (node, op, params, buffers) in enumerate(zip(self.nodes, ops, self._node_params,
+                                                            self._node_buffers)):
             values[node.name] = op.forward([values[n] for n in node.inputs], params, buffers, training)
+            if first_run:
+                self._check_output(i, values[node.name], x.shape[0])
+        self._unchecked.discard(x.shape[0])
         self._last_batch = x.shape[0]
-        return values[self.nodes[-1].name]
+        return values
+
+    def _check_output(self, index: int, out: np.ndarray, batch: int) -> None:
+        """On a kernel's first run for a batch size: its output must be an array of the inferred shape."""
+        node, kernel = self.nodes[index], self.kernels[index]
+        expected = (batch, *node.out_shape)
+        if not isinstance(out, np.ndarray) or out.shape != expected or out.dtype != self.dtype:
+            got = f"{out.dtype} array of shape {out.shape}" if isinstance(out, np.ndarray) else repr(out)
+            raise PluginError(f"layer '{node.name}': the '{kernel.backend}' kernel for '{kernel.layer}' of "
+                              f"plugin '{kernel.plugin}' is broken: forward returned a {got}, expected a "
+                              f"{self.dtype} array of shape {expected}")
 
     def backward(self, grad_out: np.ndarray) -> dict[str, np.ndarray]:
         """Gradients of all parameters (in self.grads) for the gradient of the last forward's output."""

@@ -1,7 +1,8 @@
 """Datasets: what a spec's `train: data:` section names, and the in-memory form training reads.
 
 A dataset is a plugin record, `cnnkit.registry.Dataset(name, attrs, load, doc)`, registered from the
-`cnnkit_register_datasets` hook; the built-ins (shapes, digits, npz, idx) live in cnnkit.data.builtin.
+`cnnkit_register_datasets` hook; the built-ins (shapes, digits, npz, idx, image_folder) live in
+cnnkit.data.builtin.
 For plugin authors, the contract of `load(attrs, input_shape, seed) -> ArrayDataset`:
 
 - `attrs` holds the spec's data attributes, parsed and with defaults filled in. Every dataset declares
@@ -13,6 +14,10 @@ For plugin authors, the contract of `load(attrs, input_shape, seed) -> ArrayData
 - `input_shape` is the spec's input, (C, H, W) or (F,): return x of shape (N, *input_shape), float32 and
   roughly zero-mean, unit-scale, and y of int64 class indices; raise DataError for shapes you cannot serve.
 - The same attrs and seed must give bitwise the same arrays.
+- Augmentation belongs to training batches only: set the ArrayDataset's `augment(x, rng)`, which the
+  trainer applies to each training batch with a generator drawn from (seed, epoch, step).
+- A dataset of pictures declares `from_pixels(pixels, attrs)` on its record, so `cnnkit predict` and
+  `cnnkit viz maps` turn a picture file into an input the way training did (see cnnkit.data.images).
 """
 
 from __future__ import annotations

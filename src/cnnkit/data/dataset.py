@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -12,11 +12,17 @@ from cnnkit.errors import DataError
 
 @dataclass(frozen=True)
 class ArrayDataset:
-    """x: float32 (N, C, H, W) or (N, F); y: int64 (N,) class indices; class_names: one per class."""
+    """x: float32 (N, C, H, W) or (N, F); y: int64 (N,) class indices; class_names: one per class.
+
+    augment(x, rng) -> x: applied by the trainer to every training batch (never to validation or
+    evaluation), with a generator drawn from (seed, epoch, step) alone, so a resumed run draws the same.
+    """
 
     x: np.ndarray
     y: np.ndarray
     class_names: tuple[str, ...]
+    augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = field(default=None,
+                                                                                  compare=False)
 
     def __post_init__(self) -> None:
         if self.x.dtype != np.float32:
@@ -37,7 +43,7 @@ class ArrayDataset:
         return len(self.class_names)
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> ArrayDataset:
-        return ArrayDataset(self.x[indices], self.y[indices], self.class_names)
+        return ArrayDataset(self.x[indices], self.y[indices], self.class_names, self.augment)
 
     def split(self, val_fraction: float, seed: int) -> tuple[ArrayDataset, ArrayDataset]:
         """(train, validation): a seeded shuffle, so the same seed always holds out the same examples."""

@@ -154,6 +154,11 @@ def load(attrs: Mapping[str, Any], input_shape: tuple[int, ...], seed: int) -> A
     return generate(attrs["classes"], attrs["samples"], attrs["noise"], input_shape, seed)
 
 
+def from_pixels(pixels: np.ndarray, attrs: Mapping[str, Any]) -> np.ndarray:
+    """A picture's [0, 1] colours stored like the drawn ones: minus CENTRE."""
+    return pixels - np.float32(CENTRE)
+
+
 SHAPES_DATASET = Dataset(
     name="shapes",
     attrs=(
@@ -165,6 +170,7 @@ SHAPES_DATASET = Dataset(
         *SPLIT_ATTRS,
     ),
     load=load,
+    from_pixels=from_pixels,
     doc="Procedural shapes at random positions, sizes, rotations and colours on noisy gradients; "
         "drawn at the spec's input size, grayscale (C=1) or RGB (C=3).",
 )

@@ -226,3 +226,28 @@ def write_text(path: Path, text: str) -> None:
 def history_lines(history: list[Mapping[str, Any]]) -> str:
     """metrics.jsonl content: one JSON object per epoch record."""
     return "".join(json.dumps(record) + "\n" for record in history)
+
+
+def read_history(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The epoch records of a run folder's metrics.jsonl; a line that is not a JSON object is a
+    CheckpointError naming it."""
+    path = Path(run_dir) / METRICS_FILE
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise CheckpointError(f"{run_dir}: no {METRICS_FILE}; is it a run folder written by "
+                              f"'cnnkit train'?") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{path}: cannot read: {error}") from None
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise CheckpointError(f"{path}:{number}: not valid JSON ({error.msg})") from None
+        if not isinstance(record, dict) or "epoch" not in record:
+            raise CheckpointError(f"{path}:{number}: not an epoch record (a JSON object with 'epoch')")
+        records.append(record)
+    return records

@@ -1,4 +1,5 @@
-"""Evaluation of a classifier on a dataset: loss, accuracy, confusion matrix, per-class accuracy."""
+"""Evaluation of a classifier on a dataset: loss, accuracy, confusion matrix, per-class accuracy; and the
+most probable classes of single predictions."""
 
 from __future__ import annotations
 
@@ -43,3 +44,19 @@ def evaluate(net: Network, dataset: ArrayDataset, batch_size: int = 256,
         "per_class_accuracy": per_class,
         "class_names": list(dataset.class_names),
     }
+
+
+def probabilities(net: Network, outputs: np.ndarray) -> np.ndarray:
+    """Class probabilities from the network's outputs: the softmax of the logits, or the outputs as they are
+    when the network already ends in a softmax layer."""
+    if net.nodes[-1].layer.name == "softmax":
+        return outputs
+    shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def top_classes(probs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(class indices, their probabilities), each (N, min(k, classes)), most probable first; ties go to
+    the lower class index."""
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(probs, order, axis=1)

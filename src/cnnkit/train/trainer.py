@@ -2,8 +2,9 @@
 
 Everything a step depends on is either saved in the checkpoint (weights, buffers, optimizer state, the
 network's RNG, the running sums of the unfinished epoch) or recomputed from the recipe (the data and its
-split from the seed, each epoch's shuffle from (seed, epoch), the learning rate from the global step), so
-`resume=True` continues bit for bit where the checkpoint left off, even in the middle of an epoch.
+split from the seed, each epoch's shuffle from (seed, epoch), each batch's augmentation from (seed, epoch,
+step), the learning rate from the global step), so `resume=True` continues bit for bit where the
+checkpoint left off, even in the middle of an epoch.
 """
 
 from __future__ import annotations
@@ -169,6 +170,12 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed, 0x5A4E, epoch]).permutation(n)
 
 
+def augment_rng(seed: int, epoch: int, step: int) -> np.random.Generator:
+    """The generator that augments training batch `step` of epoch `epoch` (both 0-based): a function of
+    (seed, epoch, step) alone, so a resume in the middle of an epoch draws the same."""
+    return np.random.default_rng([seed, 0xA467, epoch, step])
+
+
 class _Trainer:
     """The loop's state: position (epoch, step_in_epoch, global_step), running sums and history."""
 
@@ -233,6 +240,8 @@ class _Trainer:
         with self.progress.epoch(self.epoch, self.recipe.epochs, self.steps_per_epoch,
                                  self.step_in_epoch) as advance:
             for x, y in self.train.batches(self.recipe.batch_size, order, start=self.step_in_epoch):
+                if self.train.augment is not None:
+                    x = self.train.augment(x, augment_rng(self.recipe.seed, self.epoch, self.step_in_epoch))
                 loss, lr = self.step(x, y)
                 self.partial["seconds"] = time.perf_counter() - started
                 advance(loss)
