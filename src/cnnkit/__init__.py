@@ -49,6 +49,23 @@ def export_onnx(net: Network, path: Any, opset: int = 17, fold_batchnorm: bool =
                  class_names=class_names)
 
 
+def set_num_threads(count: int) -> None:
+    """Size the C backend's thread pool (default: CNNKIT_NUM_THREADS, else every CPU this process may use).
+
+    Results do not depend on it: the C kernels split their work the same way for every thread count.
+    """
+    from cnnkit.backends.c.library import set_num_threads as set_threads
+
+    set_threads(count)
+
+
+def get_num_threads() -> int:
+    """The C backend's thread count."""
+    from cnnkit.backends.c.library import get_num_threads as get_threads
+
+    return get_threads()
+
+
 def verify_onnx(net: Network, path: Any, **options: Any) -> Any:
     """Run the file in onnxruntime and `net` in cnnkit on the same batches; see cnnkit.onnx.verify."""
     from cnnkit.onnx.verify import verify_onnx as verify
@@ -56,5 +73,5 @@ def verify_onnx(net: Network, path: Any, **options: Any) -> Any:
     return verify(net, path, **options)
 
 
-__all__ = ["CnnkitError", "Network", "Spec", "build", "export_onnx", "hookimpl", "load", "load_spec",
-           "save_spec", "train", "verify_onnx", "__version__"]
+__all__ = ["CnnkitError", "Network", "Spec", "build", "export_onnx", "get_num_threads", "hookimpl", "load",
+           "load_spec", "save_spec", "set_num_threads", "train", "verify_onnx", "__version__"]

@@ -1,4 +1,5 @@
-"""The `cnnkit` command: summary, train, eval, export, verify, inspect, schema, backends, plugins.
+"""The `cnnkit` command: summary, train, eval, predict, viz, export, verify, inspect, schema, backends,
+plugins.
 
 Every mistake a user can make (a CnnkitError, which includes every spec and YAML problem) is printed as
 one line, `cnnkit: error: <message>`, with exit status 2 and no traceback. Ctrl-C during training says
@@ -97,6 +98,8 @@ def make_parser() -> argparse.ArgumentParser:
                    help="start afresh even if RUN already holds a run (its checkpoints are replaced)")
     p.add_argument("--epochs", type=_positive_int, metavar="N", help="override the recipe's epochs")
     p.add_argument("--backend", default="numpy", help="the kernels to run on (see 'cnnkit backends')")
+    p.add_argument("--threads", type=_positive_int, metavar="N",
+                   help="threads of the C backend (default: CNNKIT_NUM_THREADS, else every CPU)")
     p.add_argument("--seed", type=_natural_int, metavar="N",
                    help="override the seed of weight initialisation, shuffling and data")
     p.add_argument("--no-progress", action="store_true", help="no progress bar, one line per epoch")
@@ -110,7 +113,42 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=("val", "train"), default="val",
                    help="held-out 'val' (default) or 'train' examples")
     p.add_argument("--backend", default="numpy", help="the kernels to run on (see 'cnnkit backends')")
+    p.add_argument("--threads", type=_positive_int, metavar="N",
+                   help="threads of the C backend (default: CNNKIT_NUM_THREADS, else every CPU)")
     p.add_argument("--batch-size", type=_positive_int, default=256, metavar="N", help="default: 256")
+
+    p = _command(sub, "predict", cmd_predict, "the most probable classes of pictures",
+                 "Classify picture files (PNG, JPEG, BMP) with a run folder's latest weights: each is\n"
+                 "converted to the spec's input (size, grayscale or RGB) and prepared as the training data\n"
+                 "was (e.g. the same mean/std), and its most probable classes are printed with their\n"
+                 'probabilities (softmax of the outputs). Needs pip install "cnnkit[images]".',
+                 "  cnnkit predict runs/seed docs/images/example.png\n"
+                 "  cnnkit predict runs/pets cat.jpg dog.png --top 1")
+    p.add_argument("run_dir", metavar="RUN", help="a run folder written by 'cnnkit train'")
+    p.add_argument("pictures", metavar="PICTURE", nargs="+", help="picture files to classify")
+    p.add_argument("--top", type=_positive_int, default=3, metavar="K", help="classes shown (default: 3)")
+    p.add_argument("--backend", default="numpy", help="the kernels to run on (see 'cnnkit backends')")
+
+    p = _command(sub, "viz", cmd_viz, "pictures of learned filters, feature maps, training curves",
+                 "Draw a PNG of a trained run: 'filters' shows a layer's learned filters (RGB tiles for 3\n"
+                 "input channels, else grey tiles, one per filter and input channel), 'maps' the feature\n"
+                 "maps one picture makes at a layer, 'curves' loss and accuracy per epoch (train and\n"
+                 "validation) from metrics.jsonl. --layer defaults to the first conv layer.\n"
+                 'Needs pip install "cnnkit[viz]".',
+                 "  cnnkit viz filters runs/seed --layer conv1 -o filters.png\n"
+                 "  cnnkit viz maps runs/seed docs/images/example.png --layer conv1 -o maps.png\n"
+                 "  cnnkit viz curves runs/seed -o curves.png")
+    views = p.add_subparsers(dest="view", metavar="VIEW", required=True)
+    for view, summary in (("filters", "a layer's learned filters"),
+                          ("maps", "the feature maps of one picture at a layer"),
+                          ("curves", "loss and accuracy per epoch, train and validation")):
+        q = views.add_parser(view, help=summary, description=summary[0].upper() + summary[1:] + ".")
+        q.add_argument("run_dir", metavar="RUN", help="a run folder written by 'cnnkit train'")
+        if view == "maps":
+            q.add_argument("picture", metavar="PICTURE", help="a PNG, JPEG or BMP file")
+        if view != "curves":
+            q.add_argument("--layer", metavar="NAME", help="a layer name (default: the first conv layer)")
+        q.add_argument("-o", "--out", metavar="FILE", required=True, help="the .png file to write")
 
     p = _command(sub, "schema", cmd_schema, "JSON Schema of the spec format",
                  "Print the JSON Schema of specs, built from every installed layer type, dataset, loss,\n"
@@ -157,10 +195,13 @@ def make_parser() -> argparse.ArgumentParser:
              "  cnnkit backends")
 
     _command(sub, "plugins", cmd_plugins, "installed plugins and what each registered",
-             "List the built-in and installed plugins (entry-point group 'cnnkit') and the layer types,\n"
-             "kernels, backends, datasets, losses, optimizers and schedules each one registered.\n"
-             "Set CNNKIT_DISABLE_PLUGIN_AUTOLOAD=1 to load no third-party plugin.",
-             "  cnnkit plugins")
+             "List the built-in and installed plugins (entry-point group 'cnnkit') with their\n"
+             "distributions and versions, the layer types, kernels (per backend), backends, datasets,\n"
+             "losses, optimizers and schedules each one registered, and every plugin error (exit status\n"
+             "1 if there is any). Set CNNKIT_DISABLE_PLUGIN_AUTOLOAD=1 to load no third-party plugin, or\n"
+             "CNNKIT_PLUGINS=a,b to load only the plugins named a and b. Writing one: docs/plugins.md.",
+             "  cnnkit plugins\n"
+             "  CNNKIT_PLUGINS=swish cnnkit plugins")
     return parser
 
 
@@ -198,6 +239,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                         "e.g. train: {data: {dataset: shapes}, epochs: 10}", source=spec.source)
     changes = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed)) if v is not None}
     recipe = dataclasses.replace(spec.train, **changes)
+    _use_threads(args)
     net = build(spec, backend=args.backend, seed=recipe.seed)
     started = time.perf_counter()
     try:
@@ -269,6 +311,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from cnnkit.train.metrics import evaluate
     from cnnkit.train.trainer import load_data
 
+    _use_threads(args)
     net = load(args.run_dir, backend=args.backend)
     train_data, val_data = load_data(net)
     data = val_data if args.split == "val" else train_data
@@ -300,6 +343,42 @@ def confusion_text(result: dict[str, Any]) -> str:
         return "  ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(cells, widths)))
 
     return "\n".join([line(header), *map(line, rows)])
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from cnnkit import load
+    from cnnkit.data.images import read_inputs
+    from cnnkit.train.checkpoint import read_checkpoint
+    from cnnkit.train.metrics import probabilities, top_classes
+
+    net = load(args.run_dir, backend=args.backend)
+    names = read_checkpoint(args.run_dir).class_names
+    _, inputs = read_inputs(net, args.pictures)
+    classes, probs = top_classes(probabilities(net, net.predict(inputs)), args.top)
+    for picture, row, row_probs in zip(args.pictures, classes, probs):
+        ranked = ", ".join(f"{names[k] if k < len(names) else f'class {k}'} {100 * q:.1f} %"
+                           for k, q in zip(row, row_probs))
+        print(f"{picture}: {ranked}")
+    return 0
+
+
+def cmd_viz(args: argparse.Namespace) -> int:
+    from cnnkit import viz
+
+    if args.view == "curves":
+        result = viz.plot_curves(args.run_dir, args.out)
+        print(f"wrote {args.out}: {len(result.epochs)} epochs of {args.run_dir}")
+        return 0
+    from cnnkit import load
+
+    net = load(args.run_dir)
+    if args.view == "filters":
+        drawn = viz.plot_filters(net, args.layer, args.out)
+        print(f"wrote {args.out}: {drawn.grid.count} tiles of the filters of layer '{drawn.layer}'")
+    else:
+        drawn = viz.plot_maps(net, args.picture, args.layer, args.out)
+        print(f"wrote {args.out}: {len(drawn.maps)} feature maps of layer '{drawn.layer}'")
+    return 0
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -362,6 +441,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _use_threads(args: argparse.Namespace) -> None:
+    if args.threads is not None:
+        from cnnkit import set_num_threads
+
+        set_num_threads(args.threads)
+
+
 def cmd_backends(args: argparse.Namespace) -> int:
     from cnnkit.graph import REFERENCE_BACKEND
     from cnnkit.plugins import registry
@@ -375,6 +461,9 @@ def cmd_backends(args: argparse.Namespace) -> int:
         missing = sorted(set(reg.layers) - set(kernels))
         print(f"{name:<{width}}  {state}")
         print(f"{'':<{width}}  {backend.description} (plugin {backend.plugin})")
+        details = backend.details() if reason is None else None
+        if details:
+            print(f"{'':<{width}}  {details}")
         print(f"{'':<{width}}  kernels ({len(kernels)}): {', '.join(kernels) or 'none'}")
         if missing and name != REFERENCE_BACKEND:
             print(f"{'':<{width}}  on '{REFERENCE_BACKEND}' instead: {', '.join(missing)}")
@@ -382,28 +471,31 @@ def cmd_backends(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    from cnnkit.plugins import DEFAULT_PLUGINS, plugin_manager, registry
+    from cnnkit.plugins import plugin_manager, registry
 
     reg = registry()
+    pm = plugin_manager()
+    for name, _ in pm.list_name_plugin():
+        print(f"{name} ({pm.origins.get(name, 'registered at run time')})")
+        for item in plugin_records(reg, name) or ["registers nothing"]:
+            print(f"    {item}")
+    if reg.errors:
+        print(f"\n{len(reg.errors)} plugin error{'s' * (len(reg.errors) > 1)}:")
+        for error in reg.errors:
+            print(f"    {error}")
+    return 1 if reg.errors else 0
+
+
+def plugin_records(reg: Any, plugin: str) -> list[str]:
+    """What one plugin registered, one line per kind: "layer types: swish", "kernels on numpy: swish"."""
     kinds = [("layer types", reg.layers), ("backends", reg.backends), ("datasets", reg.datasets),
              ("losses", reg.losses), ("optimizers", reg.optimizers), ("schedules", reg.schedules)]
-    pm = plugin_manager()
-    dists = {pm.get_name(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
-    for name, _ in pm.list_name_plugin():
-        origin = "built-in" if name in DEFAULT_PLUGINS else _distribution_text(dists.get(name))
-        found = [f"{kind}: {', '.join(sorted(n for n, r in table.items() if r.plugin == name))}"
-                 for kind, table in kinds if any(r.plugin == name for r in table.values())]
-        kernels = sorted(f"{layer}/{backend}" for (layer, backend), k in reg.kernels.items()
-                         if k.plugin == name)
-        if kernels:
-            found.append(f"kernels: {', '.join(kernels)}")
-        print(f"{name} ({origin})")
-        for item in found or ["registers nothing"]:
-            print(f"    {item}")
-    return 0
-
-
-def _distribution_text(dist: Any) -> str:
-    if dist is None:
-        return "registered at run time"
-    return f"{dist.project_name} {dist.version}"
+    lines = [f"{kind}: {', '.join(sorted(n for n, r in table.items() if r.plugin == plugin))}"
+             for kind, table in kinds if any(r.plugin == plugin for r in table.values())]
+    by_backend: dict[str, list[str]] = {}
+    for (layer, backend), kernel in reg.kernels.items():
+        if kernel.plugin == plugin:
+            by_backend.setdefault(backend, []).append(layer)
+    lines += [f"kernels on {backend}: {', '.join(sorted(layers))}"
+              for backend, layers in sorted(by_backend.items())]
+    return lines

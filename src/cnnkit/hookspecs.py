@@ -74,6 +74,11 @@ def cnnkit_register_kernels(register: Register) -> None:
     object with `forward(inputs, params, buffers, training)` and `backward(grad_out, params, grads)`; see
     cnnkit.registry.Op for the contract: forward returns an array of setup.out_shape and setup.dtype that
     it owns, backward overwrites the arrays in `grads` and returns one input gradient per input.
+
+    A backend may also supply a loss or an optimizer of its own: `Kernel("loss/<name>", backend, make)` or
+    `Kernel("optimizer/<name>", ...)`, whose `make` takes what the Loss's or Optimizer's make takes and
+    returns the same kind of object (an optimizer with the same state() keys and shapes). The trainer uses
+    it for networks on that backend and the registered record's otherwise.
     """
 
 

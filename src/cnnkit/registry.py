@@ -76,9 +76,19 @@ class Op(Protocol):
                  grads: MutableMapping[str, np.ndarray]) -> list[np.ndarray]: ...
 
 
+TRAINING_KERNELS = ("loss/", "optimizer/")
+"""Prefixes of the Kernel names through which a backend supplies a loss or an optimizer."""
+
+
 @dataclass(frozen=True)
 class Kernel:
-    """Forward and backward of one layer type on one backend: `make(setup)` returns an `Op`."""
+    """Forward and backward of one layer type on one backend: `make(setup)` returns an `Op`.
+
+    A backend may also supply its own loss or optimizer: a Kernel whose `layer` is "loss/<name>" or
+    "optimizer/<name>" and whose `make` takes the Loss's or Optimizer's arguments and returns the same
+    kind of object (an optimizer with the same state() keys and shapes, so checkpoints move between
+    backends). The trainer prefers it when the network runs on that backend (Registry.on_backend).
+    """
 
     layer: str
     backend: str
@@ -258,8 +268,11 @@ class Registry:
         table[record.name] = record
 
     def _add_kernel(self, kernel: Kernel) -> None:
-        for kind, table, name in (("layer type", self.layers, kernel.layer),
-                                  ("backend", self.backends, kernel.backend)):
+        # Losses and optimizers register after kernels: a "loss/..." kernel is matched when it is used.
+        checks = [("backend", self.backends, kernel.backend)]
+        if not kernel.layer.startswith(TRAINING_KERNELS):
+            checks.insert(0, ("layer type", self.layers, kernel.layer))
+        for kind, table, name in checks:
             if name not in table:
                 raise PluginError(f"plugin '{kernel.plugin}' registers a '{kernel.backend}' kernel for layer "
                                   f"type '{kernel.layer}', but no plugin registers the {kind} '{name}'"
@@ -291,6 +304,12 @@ class Registry:
 
     def kernel(self, layer: str, backend: str) -> Kernel | None:
         return self.kernels.get((layer, backend))
+
+    def on_backend(self, record: Loss | Optimizer, backend: str) -> Loss | Optimizer:
+        """The record, made by `backend`'s own implementation when it registers one (see Kernel)."""
+        kind = "loss" if isinstance(record, Loss) else "optimizer"
+        kernel = self.kernel(f"{kind}/{record.name}", backend)
+        return record if kernel is None else replace(record, make=kernel.make)
 
     @staticmethod
     def _find(table: Mapping[str, Any], name: str, kind: str) -> Any:

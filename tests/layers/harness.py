@@ -1,128 +1,96 @@
 """One battery for every layer on every backend: run a kernel alone, check it against finite differences.
 
 Layer tests call these with their own attributes and a plain-loop (or PyTorch) oracle, so a new backend
-only has to be added to BACKENDS to get the whole battery.
+only has to be added to BACKENDS to get the whole battery. The helpers live in cnnkit.testing, where
+plugins' tests find them too.
+
+Backends that implement some layers only (the C backend) or compute in float32 only: a test
+parametrised with `backends(layer, dtype)` runs on every backend that has a kernel for the layer (and
+computes in that dtype), skipping one that is unavailable here and saying why; `exact_dtype(backend)`
+and TOLERANCE let a loop-oracle test run each backend in its most precise dtype; `check_parity` compares
+a backend with the NumPy reference in float32, forward and backward.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pytest
 
-from cnnkit.attrs import parse_attrs
 from cnnkit.plugins import registry
-from cnnkit.registry import Op, OpSetup
+from cnnkit.testing import (  # noqa: F401  (re-exported for the layer tests)
+    LayerRun,
+    away_from_zero,
+    check_gradients,
+    distinct_values,
+    make_run,
+    numeric_gradients,
+)
 
 BACKENDS = ["numpy"]
 
-
-@dataclass
-class LayerRun:
-    """A single layer's kernel bound to fixed input shapes, with its parameters, buffers and gradients."""
-
-    op: Op
-    attrs: dict[str, Any]
-    params: dict[str, np.ndarray]
-    buffers: dict[str, np.ndarray]
-    grads: dict[str, np.ndarray]
-    out_shape: tuple[int, ...]
-    rng: np.random.Generator
-    rng_state: dict = field(default_factory=dict)
-
-    def forward(self, inputs: Sequence[np.ndarray], training: bool = True) -> np.ndarray:
-        """A copy of the output; the rng is rewound so random layers (dropout) repeat their draw."""
-        self.rng.bit_generator.state = self.rng_state
-        return self.op.forward(list(inputs), self.params, self.buffers, training).copy()
-
-    def backward(self, grad_out: np.ndarray) -> list[np.ndarray]:
-        grads = self.op.backward(grad_out, self.params, self.grads)
-        return [None if g is None else g.copy() for g in grads]
+TOLERANCE = {np.dtype(np.float64): {"rtol": 1e-12, "atol": 1e-12},
+             np.dtype(np.float32): {"rtol": 1e-4, "atol": 1e-5}}
+"""Agreement expected with a float64 loop oracle, by the dtype a backend computed in."""
 
 
-def make_run(layer_type: str, attrs: Mapping[str, Any], in_shapes: Sequence[tuple[int, ...]],
-             backend: str = "numpy", dtype: Any = np.float64, seed: int = 0,
-             params: Mapping[str, np.ndarray] | None = None, needs_input_grad: bool = True) -> LayerRun:
-    """Bind one layer's kernel; in_shapes include the batch dimension. `params` overrides the init."""
+def backends(layer: str, dtype: Any = None, exclude: Sequence[str] = ()) -> list:
+    """pytest params: the backends with a kernel for `layer` that compute in `dtype` (None: any), but not
+    those in `exclude`; one that is not available here is skipped with its reason."""
     reg = registry()
-    lt = reg.layer(layer_type)
-    parsed = parse_attrs(lt.attrs, attrs)
-    shapes = [tuple(s[1:]) for s in in_shapes]
-    out_shape = (in_shapes[0][0], *lt.infer_shape(parsed, shapes))
-    dtype = np.dtype(dtype)
-    init_rng = np.random.default_rng(seed)
-    own = lt.init_params(parsed, shapes, init_rng, dtype) if lt.init_params else {}
-    own = {k: np.ascontiguousarray(v, dtype) for k, v in own.items()}
-    for key, value in (params or {}).items():
-        assert own[key].shape == np.shape(value), (key, own[key].shape, np.shape(value))
-        own[key] = np.ascontiguousarray(value, dtype)
-    buffers = lt.init_buffers(parsed, shapes, dtype) if lt.init_buffers else {}
-    buffers = {k: np.ascontiguousarray(v, dtype) for k, v in buffers.items()}
-    rng = np.random.default_rng(seed + 1)
-    kernel = reg.kernel(layer_type, backend)
-    assert kernel is not None, f"no {backend} kernel for {layer_type}"
-    op = kernel.make(OpSetup(name="layer", attrs=parsed, in_shapes=tuple(map(tuple, in_shapes)),
-                             out_shape=out_shape, dtype=dtype, rng=rng,
-                             needs_input_grad=needs_input_grad))
-    grads = {k: np.zeros_like(v) for k, v in own.items()}
-    return LayerRun(op, parsed, own, buffers, grads, out_shape, rng, rng.bit_generator.state)
+    params = []
+    for name, backend in reg.backends.items():
+        if reg.kernel(layer, name) is None or name in exclude:
+            continue
+        if dtype is not None and backend.dtypes is not None and np.dtype(dtype).name not in backend.dtypes:
+            continue
+        reason = backend.unavailable()
+        marks = [pytest.mark.skip(reason=f"backend '{name}' is not available: {reason}")] if reason else []
+        params.append(pytest.param(name, marks=marks, id=name))
+    return params
 
 
-def numeric_gradients(run: LayerRun, inputs: list[np.ndarray], weights: np.ndarray, samples: int,
-                      eps: float, training: bool) -> tuple[list[tuple], list[float]]:
-    """Central differences of sum(forward * weights) at `samples` random positions of every array."""
-    pick = np.random.default_rng(1)
-    arrays = [("input", i, x) for i, x in enumerate(inputs)]
-    arrays += [("param", k, v) for k, v in run.params.items()]
-    where, values = [], []
-    for kind, key, array in arrays:
-        flat = array.reshape(-1)
-        positions = pick.choice(flat.size, size=min(samples, flat.size), replace=False)
-        for pos in positions:
-            keep = flat[pos]
-            flat[pos] = keep + eps
-            up = float(np.sum(run.forward(inputs, training) * weights))
-            flat[pos] = keep - eps
-            down = float(np.sum(run.forward(inputs, training) * weights))
-            flat[pos] = keep
-            where.append((kind, key, int(pos)))
-            values.append((up - down) / (2 * eps))
-    return where, values
+def exact_dtype(backend: str) -> np.dtype:
+    """float64 where the backend computes in it, else the first dtype it computes in."""
+    dtypes = registry().backend(backend).dtypes
+    return np.dtype(np.float64 if dtypes is None or "float64" in dtypes else dtypes[0])
 
 
-def check_gradients(layer_type: str, attrs: Mapping[str, Any], inputs: Sequence[np.ndarray],
-                    backend: str = "numpy", training: bool = True, samples: int = 30, eps: float = 1e-6,
-                    tolerance: float = 1e-6, params: Mapping[str, np.ndarray] | None = None) -> float:
-    """Backward against float64 central differences; returns the relative error (asserted < tolerance).
-
-    Inputs should be kept away from kinks (ReLU at 0, max-pool ties): finite differences are wrong there.
-    """
-    inputs = [np.array(x, dtype=np.float64) for x in inputs]
-    run = make_run(layer_type, attrs, [x.shape for x in inputs], backend, np.float64, params=params)
-    out = run.forward(inputs, training)
-    weights = np.random.default_rng(2).standard_normal(out.shape)
-    grad_inputs = run.backward(weights)
-    analytic_arrays = {("input", i): g for i, g in enumerate(grad_inputs)}
-    analytic_arrays.update({("param", k): g for k, g in run.grads.items()})
-    where, numeric = numeric_gradients(run, inputs, weights, samples, eps, training)
-    analytic = np.array([analytic_arrays[(kind, key)].reshape(-1)[pos] for kind, key, pos in where])
-    numeric = np.array(numeric)
-    scale = max(np.linalg.norm(analytic), np.linalg.norm(numeric), 1e-12)
-    error = float(np.linalg.norm(analytic - numeric) / scale)
-    assert error < tolerance, f"{layer_type} {dict(attrs)}: gradient relative error {error:.2e}"
-    np.testing.assert_allclose(analytic, numeric, rtol=1e-4, atol=1e-7)
-    return error
+def noncontiguous(x: np.ndarray) -> np.ndarray:
+    """The same values as a view with gaps between the elements of its last axis."""
+    spread = np.zeros((*x.shape[:-1], 2 * x.shape[-1]), x.dtype)
+    spread[..., ::2] = x
+    return spread[..., ::2]
 
 
-def away_from_zero(shape: tuple[int, ...], rng: np.random.Generator, margin: float = 0.05) -> np.ndarray:
-    """Random values with |x| >= margin, for ReLU-like kinks at 0."""
-    x = rng.standard_normal(shape)
-    return np.where(np.abs(x) < margin, np.sign(x + 1e-12) * margin + x, x)
+def check_parity(layer_type: str, attrs: Mapping[str, Any], inputs: Sequence[np.ndarray], backend: str,
+                 reference: str = "numpy", training: bool = True, needs_input_grad: bool = True,
+                 seed: int = 0, rtol: float = 1e-4, atol: float = 1e-5) -> None:
+    """`backend` against `reference` in float32: the same random parameters and inputs (passed as they are,
+    so a non-contiguous view stays one), then forward output, input gradients and parameter gradients.
 
+    Two float32 sums of many terms in different orders differ by a multiple of the terms' size, so atol
+    is scaled by each array's largest magnitude where that exceeds 1."""
+    rng = np.random.default_rng(seed)
+    shapes = [np.shape(x) for x in inputs]
+    ref = make_run(layer_type, attrs, shapes, reference, np.float32, needs_input_grad=needs_input_grad)
+    params = {k: rng.standard_normal(v.shape).astype(np.float32) * 0.5 for k, v in ref.params.items()}
+    ref.params.update(params)
+    run = make_run(layer_type, attrs, shapes, backend, np.float32, params=params,
+                   needs_input_grad=needs_input_grad)
 
-def distinct_values(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
-    """A random permutation of well-separated values: no ties, for max pooling."""
-    n = int(np.prod(shape))
-    return (rng.permutation(n).reshape(shape) / n * 4.0 - 2.0).astype(np.float64)
+    def close(got: np.ndarray, want: np.ndarray, what: str) -> None:
+        scale = max(1.0, float(np.max(np.abs(want), initial=0.0)))
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=atol * scale, err_msg=what)
+
+    expected = ref.forward(inputs, training)
+    close(run.forward(inputs, training), expected, "output")
+    grad_out = rng.standard_normal(expected.shape).astype(np.float32)
+    for i, (got, want) in enumerate(zip(run.backward(grad_out), ref.backward(grad_out), strict=True)):
+        assert (got is None) == (want is None) or not needs_input_grad
+        if got is not None and want is not None:
+            close(got, want, f"gradient of input {i}")
+    for key, want in ref.grads.items():
+        close(run.grads[key], want, f"gradient of {key}")

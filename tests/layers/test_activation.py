@@ -5,11 +5,22 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cnnkit.attrs import parse_attrs
 from cnnkit.errors import ShapeError
 from cnnkit.plugins import registry
-from tests.layers.harness import BACKENDS, away_from_zero, check_gradients, make_run
+from tests.layers.harness import (
+    TOLERANCE,
+    away_from_zero,
+    backends,
+    check_gradients,
+    check_parity,
+    exact_dtype,
+    make_run,
+    noncontiguous,
+)
 from tests.oracles import require_torch
 
 ELEMENTWISE = [
@@ -66,15 +77,18 @@ def torch_activation(torch, layer: str, attrs: dict, x):
     }[layer]()
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", backends("relu"))
 @pytest.mark.parametrize("layer,attrs,shape", CASES, ids=IDS)
 def test_forward_matches_textbook(backend, layer, attrs, shape):
-    x = away_from_zero(shape, np.random.default_rng(0)) * 2
-    run = make_run(layer, attrs, [shape], backend, np.float64)
-    np.testing.assert_allclose(run.forward([x]), reference(layer, run.attrs, x), rtol=1e-12, atol=1e-15)
+    dtype = exact_dtype(backend)
+    x = (away_from_zero(shape, np.random.default_rng(0)) * 2).astype(dtype)
+    run = make_run(layer, attrs, [shape], backend, dtype)
+    tolerance = {"rtol": 1e-12, "atol": 1e-15} if dtype == np.float64 else TOLERANCE[dtype]
+    expected = reference(layer, run.attrs, x.astype(np.float64))
+    np.testing.assert_allclose(run.forward([x]), expected, **tolerance)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", backends("relu", np.float64))
 @pytest.mark.parametrize("layer,attrs,shape", CASES, ids=IDS)
 def test_backward_matches_finite_differences(backend, layer, attrs, shape):
     x = away_from_zero(shape, np.random.default_rng(1))
@@ -82,7 +96,7 @@ def test_backward_matches_finite_differences(backend, layer, attrs, shape):
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", backends("relu", np.float32))
 @pytest.mark.parametrize("layer,attrs,shape", CASES, ids=IDS)
 def test_matches_torch(backend, layer, attrs, shape):
     torch = require_torch()
@@ -97,11 +111,15 @@ def test_matches_torch(backend, layer, attrs, shape):
     np.testing.assert_allclose(grad_x, tx.grad.numpy(), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("backend", "dtype"), [
+    pytest.param("numpy", np.float64, id="numpy-float64"),
+    *[pytest.param(b.values[0], np.float32, marks=b.marks, id=f"{b.id}-float32")
+      for b in backends("relu", np.float32)],
+])
 @pytest.mark.parametrize("layer", ["sigmoid", "tanh", "softmax"])
-def test_extreme_inputs_neither_overflow_nor_lose_the_tails(layer, dtype):
+def test_extreme_inputs_neither_overflow_nor_lose_the_tails(backend, layer, dtype):
     x = np.array([[-1000.0, -100.0, -30.0, -1e-3, 0.0, 1e-3, 30.0, 100.0, 1000.0]], dtype=dtype)
-    run = make_run(layer, {}, [x.shape], "numpy", dtype)
+    run = make_run(layer, {}, [x.shape], backend, dtype)
     with np.errstate(over="raise", invalid="raise", divide="raise"):
         y = run.forward([x])
         run.backward(np.ones_like(x))
@@ -114,10 +132,11 @@ def test_extreme_inputs_neither_overflow_nor_lose_the_tails(layer, dtype):
         assert y[0, -1] == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("backend", backends("relu", np.float32))
 @pytest.mark.parametrize("layer,attrs,shape", CASES, ids=IDS)
-def test_forward_and_backward_reuse_their_buffers(layer, attrs, shape):
+def test_forward_and_backward_reuse_their_buffers(backend, layer, attrs, shape):
     shape = (2**16 // math.prod(shape[1:]), *shape[1:])  # large enough that ufunc cast buffers do not count
-    run = make_run(layer, attrs, [shape], "numpy", np.float32)
+    run = make_run(layer, attrs, [shape], backend, np.float32)
     x = np.random.default_rng(4).standard_normal(shape).astype(np.float32)
     first = run.op.forward([x], run.params, run.buffers, True)
     (first_grad,) = run.op.backward(x, run.params, run.grads)
@@ -141,3 +160,30 @@ def test_softmax_axis_out_of_range_is_a_shape_error(axis, shape):
 def test_leaky_relu_rejects_a_negative_slope():
     with pytest.raises(ValueError, match=">= 0"):
         parse_attrs(registry().layer("leaky_relu").attrs, {"alpha": -0.1})
+
+
+@pytest.mark.parametrize("backend", backends("relu", np.float32, exclude=["numpy"]))
+@pytest.mark.parametrize("layer,attrs,shape", CASES, ids=IDS)
+@pytest.mark.parametrize("layout", ["contiguous", "noncontiguous"])
+def test_matches_the_numpy_reference(backend, layer, attrs, shape, layout):
+    """The test shapes, an odd-sized larger batch (several chunks), and non-contiguous views."""
+    for size in (shape, (37, *shape[1:]) if len(shape) == 2 else (37, 5, 9, 7)):
+        x = (away_from_zero(size, np.random.default_rng(5)) * 3).astype(np.float32)
+        check_parity(layer, attrs, [noncontiguous(x) if layout == "noncontiguous" else x], backend)
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=st.lists(st.integers(1, 9), min_size=2, max_size=4), data=st.data(),
+       layer=st.sampled_from(["relu", "leaky_relu", "sigmoid", "tanh", "softmax"]))
+def test_random_shapes_match_the_numpy_reference(shape, data, layer):
+    """Any shape, and for softmax any non-batch axis (counted from either end)."""
+    attrs = {}
+    if layer == "softmax":
+        axis = data.draw(st.integers(1, len(shape) - 1))
+        attrs = {"axis": data.draw(st.sampled_from([axis, axis - len(shape)]))}
+    elif layer == "leaky_relu":
+        attrs = {"alpha": data.draw(st.floats(0.0, 3.0))}
+    x = (away_from_zero(tuple(shape), np.random.default_rng(6)) * 3).astype(np.float32)
+    for param in backends("relu", np.float32, exclude=["numpy"]):
+        if not param.marks:
+            check_parity(layer, attrs, [x], param.values[0])

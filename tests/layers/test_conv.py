@@ -12,7 +12,15 @@ from cnnkit.attrs import parse_attrs
 from cnnkit.errors import ShapeError, SpecError
 from cnnkit.layers.conv import CONV2D, conv_output_size, resolve_padding
 from cnnkit.spec import dump_spec
-from tests.layers.harness import BACKENDS, check_gradients, make_run
+from tests.layers.harness import (
+    TOLERANCE,
+    backends,
+    check_gradients,
+    check_parity,
+    exact_dtype,
+    make_run,
+    noncontiguous,
+)
 from tests.oracles import require_torch
 
 X_SHAPE = (2, 4, 7, 6)
@@ -69,31 +77,34 @@ def run_with_bias(backend, attrs, dtype):
     return run
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", backends("conv2d"))
 @pytest.mark.parametrize("attrs", CASES)
 def test_forward_matches_loops(backend, attrs):
-    x = np.random.default_rng(0).standard_normal(X_SHAPE)
-    run = run_with_bias(backend, attrs, np.float64)
+    dtype = exact_dtype(backend)
+    x = np.random.default_rng(0).standard_normal(X_SHAPE).astype(dtype)
+    run = run_with_bias(backend, attrs, dtype)
     a = run.attrs
-    expected = reference(x, run.params["weight"], run.params.get("bias"), a["stride"],
-                         explicit_pads(attrs, X_SHAPE[2:]), a["dilation"], a["groups"])
-    np.testing.assert_allclose(run.forward([x]), expected, rtol=1e-12, atol=1e-12)
+    expected = reference(x.astype(np.float64), run.params["weight"].astype(np.float64),
+                         run.params.get("bias"), a["stride"], explicit_pads(attrs, X_SHAPE[2:]),
+                         a["dilation"], a["groups"])
+    np.testing.assert_allclose(run.forward([x]), expected, **TOLERANCE[dtype])
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", backends("conv2d", np.float64))
 @pytest.mark.parametrize("attrs", CASES)
 def test_backward_matches_finite_differences(backend, attrs):
     x = np.random.default_rng(1).standard_normal(X_SHAPE)
     check_gradients("conv2d", attrs, [x], backend)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", backends("conv2d"))
 def test_buffers_are_reused_and_backward_can_be_repeated(backend):
-    x = np.random.default_rng(2).standard_normal(X_SHAPE)
-    run = make_run("conv2d", CASES[5], [X_SHAPE], backend)
+    dtype = exact_dtype(backend)
+    x = np.random.default_rng(2).standard_normal(X_SHAPE).astype(dtype)
+    run = make_run("conv2d", CASES[5], [X_SHAPE], backend, dtype)
     out = run.op.forward([x], run.params, run.buffers, True)
     assert run.op.forward([x], run.params, run.buffers, True) is out
-    grad_out = np.ones(out.shape)
+    grad_out = np.ones(out.shape, dtype)
     first = [g.copy() for g in run.op.backward(grad_out, run.params, run.grads)]
     weight_grad = run.grads["weight"].copy()
     second = run.op.backward(grad_out, run.params, run.grads)
@@ -101,9 +112,11 @@ def test_buffers_are_reused_and_backward_can_be_repeated(backend):
     np.testing.assert_array_equal(weight_grad, run.grads["weight"])
 
 
-def test_windows_that_only_see_padding_give_the_bias():
-    x = np.ones((2, 1, 1, 1))
-    run = make_run("conv2d", {"filters": 2, "kernel": 1, "stride": 5, "padding": 2}, [x.shape])
+@pytest.mark.parametrize("backend", backends("conv2d"))
+def test_windows_that_only_see_padding_give_the_bias(backend):
+    x = np.ones((2, 1, 1, 1), exact_dtype(backend))
+    run = make_run("conv2d", {"filters": 2, "kernel": 1, "stride": 5, "padding": 2}, [x.shape], backend,
+                   exact_dtype(backend))
     run.params["bias"][:] = [0.5, -1.0]
     np.testing.assert_array_equal(run.forward([x]), [[[[0.5]], [[-1.0]]]] * 2)
     np.testing.assert_array_equal(run.backward(np.ones((2, 2, 1, 1)))[0], np.zeros_like(x))
@@ -119,7 +132,7 @@ def torch_conv(torch, x, weight, bias, attrs):
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", backends("conv2d", np.float32))
 @pytest.mark.parametrize("attrs", CASES)
 def test_matches_torch(backend, attrs):
     torch = require_torch()
@@ -262,19 +275,59 @@ def test_shape_error_in_a_spec_names_the_layer():
         build(SPEC.replace("kernel: 3, padding: same", "kernel: 9"))
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", backends("conv2d"))
 @pytest.mark.parametrize("attrs", [{"filters": 4, "kernel": 3, "padding": "same"},
                                    {"filters": 4, "kernel": 1}])
 def test_first_layer_skips_the_input_gradient_but_not_the_weight_gradients(backend, attrs):
-    x = np.random.default_rng(7).standard_normal((2, 3, 6, 5))
+    dtype = exact_dtype(backend)
+    x = np.random.default_rng(7).standard_normal((2, 3, 6, 5)).astype(dtype)
     grad_out = None
     results = []
     for needs in (True, False):
-        run = make_run("conv2d", attrs, [x.shape], backend, np.float64, needs_input_grad=needs)
+        run = make_run("conv2d", attrs, [x.shape], backend, dtype, needs_input_grad=needs)
         out = run.forward([x])
-        grad_out = np.random.default_rng(8).standard_normal(out.shape) if grad_out is None else grad_out
+        grad_out = np.random.default_rng(8).standard_normal(out.shape).astype(dtype) if grad_out is None \
+            else grad_out
         grad_inputs = run.backward(grad_out)
         results.append((grad_inputs, {k: v.copy() for k, v in run.grads.items()}))
     assert results[0][0][0] is not None and results[1][0] == [None]
     for key, value in results[0][1].items():
         np.testing.assert_array_equal(value, results[1][1][key])
+
+
+PARITY_BACKENDS = backends("conv2d", np.float32, exclude=["numpy"])
+
+
+@pytest.mark.parametrize("backend", PARITY_BACKENDS)
+@pytest.mark.parametrize("attrs", CASES)
+@pytest.mark.parametrize("layout", ["contiguous", "noncontiguous"])
+def test_matches_the_numpy_reference(backend, attrs, layout):
+    """Odd sizes (3 images of 4x9x7) and, as a view with gaps, a non-contiguous input."""
+    x = np.random.default_rng(9).standard_normal((3, 4, 9, 7)).astype(np.float32)
+    check_parity("conv2d", attrs, [noncontiguous(x) if layout == "noncontiguous" else x], backend)
+
+
+@pytest.mark.parametrize("backend", PARITY_BACKENDS)
+@pytest.mark.parametrize("needs_input_grad", [True, False])
+def test_matches_the_numpy_reference_on_a_larger_layer(backend, needs_input_grad):
+    """Big enough for several GEMM blocks per image, several image groups, and every thread busy."""
+    x = np.random.default_rng(10).standard_normal((10, 24, 17, 19)).astype(np.float32)
+    check_parity("conv2d", {"filters": 40, "kernel": 3, "padding": 1}, [x], backend,
+                 needs_input_grad=needs_input_grad)
+
+
+@settings(max_examples=40, deadline=None)
+@given(batch=st.integers(1, 3), per_group=st.integers(1, 3), groups=st.integers(1, 3),
+       filters_per_group=st.integers(1, 3), h=st.integers(1, 9), w=st.integers(1, 9),
+       kernel=st.tuples(kernels, kernels), stride=st.tuples(strides, strides),
+       dilation=st.tuples(dilations, dilations), pads=st.tuples(pads, pads, pads, pads), bias=st.booleans())
+def test_random_layers_match_the_numpy_reference(batch, per_group, groups, filters_per_group, h, w,
+                                                 kernel, stride, dilation, pads, bias):
+    assume(h + pads[0] + pads[2] >= dilation[0] * (kernel[0] - 1) + 1)
+    assume(w + pads[1] + pads[3] >= dilation[1] * (kernel[1] - 1) + 1)
+    attrs = {"filters": filters_per_group * groups, "kernel": list(kernel), "stride": list(stride),
+             "dilation": list(dilation), "padding": list(pads), "groups": groups, "bias": bias}
+    x = np.random.default_rng(11).standard_normal((batch, per_group * groups, h, w)).astype(np.float32)
+    for param in PARITY_BACKENDS:
+        if not param.marks:
+            check_parity("conv2d", attrs, [x], param.values[0])

@@ -5,7 +5,7 @@ import pytest
 
 from cnnkit.attrs import parse_attrs
 from cnnkit.plugins import registry
-from tests.layers.harness import BACKENDS, check_gradients, make_run
+from tests.layers.harness import BACKENDS, backends, check_gradients, make_run, noncontiguous
 from tests.oracles import require_torch
 
 RATES = [0.0, 0.1, 0.5, 0.9]
@@ -47,7 +47,7 @@ def test_backward_matches_finite_differences(backend, rate):
     check_gradients("dropout", {"rate": rate}, [x], backend)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", backends("dropout", np.float32))
 @pytest.mark.parametrize("rate", [0.1, 0.5, 0.9])
 def test_statistics_and_gradient_use_the_same_mask(backend, rate):
     x = np.ones(STAT_SHAPE, np.float32)
@@ -60,7 +60,7 @@ def test_statistics_and_gradient_use_the_same_mask(backend, rate):
     np.testing.assert_allclose(grad_x, grad_out * y, rtol=1e-6)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", backends("dropout", np.float32))
 def test_each_training_forward_draws_a_new_mask_from_the_setup_generator(backend):
     x = np.ones((8, 32), np.float32)
     runs = [make_run("dropout", {}, [x.shape], backend, np.float32, seed=5) for _ in range(2)]
@@ -98,3 +98,21 @@ def test_statistics_match_torch(backend, rate):
 def test_rate_must_be_in_zero_to_one(rate):
     with pytest.raises(ValueError, match="< 1"):
         parse_attrs(registry().layer("dropout").attrs, {"rate": rate})
+
+
+@pytest.mark.parametrize("backend", backends("dropout", np.float32, exclude=["numpy"]))
+@pytest.mark.parametrize("rate", RATES)
+@pytest.mark.parametrize("layout", ["contiguous", "noncontiguous"])
+def test_drops_the_same_values_as_the_numpy_backend_bitwise(backend, rate, layout):
+    """The mask comes from the same Generator draws: outputs and gradients are equal bit for bit, in
+    training (two steps, so the second draw matches too) and in eval."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((5, 3, 17, 9)).astype(np.float32)
+    x = noncontiguous(x) if layout == "noncontiguous" else x
+    runs = [make_run("dropout", {"rate": rate}, [x.shape], b, np.float32, seed=8) for b in ("numpy", backend)]
+    for training in (True, True, False):
+        grad_out = rng.standard_normal(x.shape).astype(np.float32)
+        want, got = (run.op.forward([x], {}, {}, training).copy() for run in runs)
+        np.testing.assert_array_equal(got, want)
+        want, got = (run.op.backward(grad_out, {}, {})[0].copy() for run in runs)
+        np.testing.assert_array_equal(got, want)

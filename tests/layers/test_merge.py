@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 import cnnkit
 from cnnkit.errors import ShapeError, SpecError
 from cnnkit.plugins import registry
-from tests.layers.harness import BACKENDS, check_gradients, make_run
+from tests.layers.harness import BACKENDS, backends, check_gradients, check_parity, make_run, noncontiguous
 from tests.oracles import require_torch
 
 ADD_SHAPES = [[(2, 3, 4, 4)] * 2, [(3, 5)] * 3, [(2, 2, 3)] * 4]
@@ -67,7 +67,7 @@ def test_concat_forward_and_backward(backend, attrs, shapes):
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", backends("add", np.float32))
 @pytest.mark.parametrize("layer,attrs,shapes", [("add", {}, s) for s in ADD_SHAPES]
                          + [("concat", a, s) for a, s in CONCAT_CASES])
 def test_matches_torch(backend, layer, attrs, shapes):
@@ -120,3 +120,15 @@ def test_concat_shape_sums_the_axis_and_keeps_the_rest(base, sizes, data):
     assert out == tuple(base[:axis - 1] + [sum(sizes)] + base[axis:])
     negative = registry().layer("concat").infer_shape({"axis": axis - len(base) - 1}, shapes)
     assert negative == out
+
+
+@pytest.mark.parametrize("backend", backends("add", np.float32, exclude=["numpy"]))
+@pytest.mark.parametrize("layer,attrs,shapes", [("add", {}, s) for s in ADD_SHAPES]
+                         + [("concat", a, s) for a, s in CONCAT_CASES]
+                         + [("add", {}, [(5, 7, 33, 31)] * 3),
+                            ("concat", {}, [(5, 3, 33, 31), (5, 6, 33, 31)])])
+@pytest.mark.parametrize("layout", ["contiguous", "noncontiguous"])
+def test_matches_the_numpy_reference(backend, layer, attrs, shapes, layout):
+    """The cases above, larger odd-sized ones (several chunks) and non-contiguous views of every input."""
+    xs = [x.astype(np.float32) for x in arrays(shapes, 4)]
+    check_parity(layer, attrs, [noncontiguous(x) for x in xs] if layout == "noncontiguous" else xs, backend)

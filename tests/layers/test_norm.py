@@ -5,11 +5,13 @@ import statistics
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cnnkit.attrs import parse_attrs
 from cnnkit.errors import ShapeError
 from cnnkit.plugins import registry
-from tests.layers.harness import BACKENDS, check_gradients, make_run
+from tests.layers.harness import BACKENDS, backends, check_gradients, make_run, noncontiguous
 from tests.oracles import require_torch
 
 SHAPES = [(4, 3, 5, 5), (6, 4), (5, 3, 7)]
@@ -106,7 +108,7 @@ def torch_batch_norm(torch, shape, attrs):
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", backends("batch_norm2d", np.float32))
 @pytest.mark.parametrize("shape,attrs", CASES, ids=IDS)
 def test_matches_torch_in_training_and_eval(backend, shape, attrs):
     torch = require_torch()
@@ -136,9 +138,10 @@ def test_matches_torch_in_training_and_eval(backend, shape, attrs):
         np.testing.assert_allclose(run.buffers["running_var"], module.running_var.numpy(), rtol=1e-5)
 
 
-def test_float32_statistics_keep_their_accuracy_far_from_zero():
+@pytest.mark.parametrize("backend", backends("batch_norm2d", np.float32))
+def test_float32_statistics_keep_their_accuracy_far_from_zero(backend):
     x = (1000 + np.random.default_rng(8).standard_normal((64, 2, 8, 8)) * 0.01).astype(np.float32)
-    run = make_run("batch_norm2d", {"momentum": 1.0}, [x.shape], "numpy", np.float32)
+    run = make_run("batch_norm2d", {"momentum": 1.0}, [x.shape], backend, np.float32)
     y = run.forward([x], training=True)
     exact = x.astype(np.float64)
     np.testing.assert_allclose(run.buffers["running_mean"], exact.mean(axis=(0, 2, 3)), rtol=1e-7)
@@ -147,12 +150,37 @@ def test_float32_statistics_keep_their_accuracy_far_from_zero():
     np.testing.assert_allclose(y, reference(exact, {}, 1e-5), atol=6e-3)
 
 
-def test_training_needs_two_values_per_channel():
-    run = make_run("batch_norm2d", {}, [(1, 4)], "numpy", np.float32)
+@pytest.mark.parametrize("backend", backends("batch_norm2d", np.float32))
+def test_training_needs_two_values_per_channel(backend):
+    run = make_run("batch_norm2d", {}, [(1, 4)], backend, np.float32)
     with pytest.raises(ShapeError, match=r"\(1, 4\)"):
         run.forward([np.ones((1, 4), np.float32)], training=True)
     y = run.forward([np.ones((1, 4), np.float32)], training=False)
     np.testing.assert_allclose(y, 1 / np.sqrt(1 + 1e-5))
+
+
+@pytest.mark.parametrize("backend", backends("batch_norm2d", np.float32, exclude=["numpy"]))
+@pytest.mark.parametrize("shape,attrs", [*CASES, ((9, 5, 11, 13), {}), ((33, 7), {"affine": False})],
+                         ids=[*IDS, "9x5x11x13", "33x7-no-affine"])
+@pytest.mark.parametrize("layout", ["contiguous", "noncontiguous"])
+def test_matches_the_numpy_reference(backend, shape, attrs, layout):
+    """Three training steps and one in eval: outputs, gradients and running statistics (rtol 1e-4)."""
+    rng = np.random.default_rng(9)
+    params = {k: v.astype(np.float32) for k, v in random_params(attrs, shape[1], seed=10).items()}
+    runs = [make_run("batch_norm2d", attrs, [shape], b, np.float32, params=params)
+            for b in ("numpy", backend)]
+    close = {"rtol": 1e-4, "atol": 1e-5}
+    for training in (True, True, True, False):
+        x = (rng.standard_normal(shape) * 2 + 3).astype(np.float32)
+        x = noncontiguous(x) if layout == "noncontiguous" else x
+        grad_out = rng.standard_normal(shape).astype(np.float32)
+        want, got = (run.forward([x], training) for run in runs)
+        np.testing.assert_allclose(got, want, **close)
+        want, got = (run.backward(grad_out)[0] for run in runs)
+        np.testing.assert_allclose(got, want, **close)
+        for key in (*runs[0].grads, "running_mean", "running_var"):
+            want, got = (run.grads[key] if key in run.grads else run.buffers[key] for run in runs)
+            np.testing.assert_allclose(got, want, err_msg=key, **close)
 
 
 def test_initial_state():
@@ -172,3 +200,25 @@ def test_initial_state():
 def test_rejects_out_of_range_attributes(values):
     with pytest.raises(ValueError, match="expected a number"):
         parse_attrs(registry().layer("batch_norm2d").attrs, values)
+
+
+@settings(max_examples=30, deadline=None)
+@given(shape=st.lists(st.integers(1, 9), min_size=2, max_size=4), affine=st.booleans(),
+       momentum=st.floats(0.0, 1.0), training=st.booleans())
+def test_random_shapes_match_the_numpy_reference(shape, affine, momentum, training):
+    shape = (max(shape[0], 2), *shape[1:])  # training needs two values per channel
+    attrs = {"affine": affine, "momentum": momentum}
+    x = (np.random.default_rng(11).standard_normal(shape) * 2 + 1).astype(np.float32)
+    grad_out = np.random.default_rng(12).standard_normal(shape).astype(np.float32)
+    for param in backends("batch_norm2d", np.float32, exclude=["numpy"]):
+        if param.marks:
+            continue
+        runs = [make_run("batch_norm2d", attrs, [shape], b, np.float32) for b in ("numpy", param.values[0])]
+        close = {"rtol": 1e-4, "atol": 1e-5}
+        want, got = (run.forward([x], training) for run in runs)
+        np.testing.assert_allclose(got, want, **close)
+        want, got = (run.backward(grad_out)[0] for run in runs)
+        np.testing.assert_allclose(got, want, **close)
+        for key in (*runs[0].grads, "running_mean", "running_var"):
+            want, got = (run.grads[key] if key in run.grads else run.buffers[key] for run in runs)
+            np.testing.assert_allclose(got, want, err_msg=key, **close)

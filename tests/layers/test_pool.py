@@ -9,7 +9,16 @@ from cnnkit.attrs import parse_attrs
 from cnnkit.errors import ShapeError
 from cnnkit.layers.conv import resolve_padding
 from cnnkit.layers.pool import AVG_POOL2D, GLOBAL_AVG_POOL2D, MAX_POOL2D
-from tests.layers.harness import BACKENDS, check_gradients, distinct_values, make_run
+from tests.layers.harness import (
+    TOLERANCE,
+    backends,
+    check_gradients,
+    check_parity,
+    distinct_values,
+    exact_dtype,
+    make_run,
+    noncontiguous,
+)
 from tests.layers.test_conv import formula
 from tests.oracles import require_torch
 
@@ -72,16 +81,17 @@ def inputs(layer: str, seed: int) -> np.ndarray:
     return distinct_values(X_SHAPE, rng) if layer == "max_pool2d" else rng.standard_normal(X_SHAPE)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", backends("max_pool2d"))
 @pytest.mark.parametrize(("layer", "attrs"), CASES)
 def test_forward_matches_loops(backend, layer, attrs):
+    dtype = exact_dtype(backend)
     x = inputs(layer, 0)
-    run = make_run(layer, attrs, [X_SHAPE], backend, np.float64)
+    run = make_run(layer, attrs, [X_SHAPE], backend, dtype)
     expected = reference(x, layer, *geometry(layer, attrs), attrs.get("count_include_pad", False))
-    np.testing.assert_allclose(run.forward([x]), expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(run.forward([x.astype(dtype)]), expected, **TOLERANCE[dtype])
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", backends("max_pool2d", np.float64))
 @pytest.mark.parametrize(("layer", "attrs"), CASES)
 def test_backward_matches_finite_differences(backend, layer, attrs):
     check_gradients(layer, attrs, [inputs(layer, 1)], backend)
@@ -113,7 +123,7 @@ def torch_pool(torch, layer, x, attrs, out_hw):
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", backends("max_pool2d", np.float32))
 @pytest.mark.parametrize(("layer", "attrs"), CASES)
 def test_matches_torch(backend, layer, attrs):
     torch = require_torch()
@@ -128,7 +138,7 @@ def test_matches_torch(backend, layer, attrs):
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", backends("max_pool2d", np.float32))
 @pytest.mark.parametrize("attrs", [{"kernel": 2}, {"kernel": 3, "stride": 1, "padding": 1},
                                    {"kernel": 3, "stride": 2, "padding": 1, "ceil_mode": True}])
 def test_max_pool_ties_go_to_the_first_maximum_like_torch(backend, attrs):
@@ -144,23 +154,25 @@ def test_max_pool_ties_go_to_the_first_maximum_like_torch(backend, attrs):
     np.testing.assert_allclose(run.backward(grad_out)[0], tx.grad.numpy(), rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", backends("global_avg_pool2d"))
 @pytest.mark.parametrize("keepdims", [False, True])
 def test_global_avg_pool(backend, keepdims):
-    x = np.random.default_rng(6).standard_normal(X_SHAPE)
-    run = make_run("global_avg_pool2d", {"keepdims": keepdims}, [X_SHAPE], backend, np.float64)
+    dtype = exact_dtype(backend)
+    x = np.random.default_rng(6).standard_normal(X_SHAPE).astype(dtype)
+    run = make_run("global_avg_pool2d", {"keepdims": keepdims}, [X_SHAPE], backend, dtype)
     expected = np.zeros(X_SHAPE[:2])
     for n in range(X_SHAPE[0]):
         for c in range(X_SHAPE[1]):
             expected[n, c] = sum(x[n, c, r, q] for r in range(X_SHAPE[2]) for q in range(X_SHAPE[3])) / 42
     out = run.forward([x])
     assert out.shape == ((2, 3, 1, 1) if keepdims else (2, 3))
-    np.testing.assert_allclose(out.reshape(2, 3), expected, rtol=1e-12)
-    check_gradients("global_avg_pool2d", {"keepdims": keepdims}, [x], backend)
+    np.testing.assert_allclose(out.reshape(2, 3), expected, **TOLERANCE[dtype])
+    if dtype == np.float64:
+        check_gradients("global_avg_pool2d", {"keepdims": keepdims}, [x], backend)
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", backends("global_avg_pool2d", np.float32))
 def test_global_avg_pool_matches_torch(backend):
     torch = require_torch()
     x = np.random.default_rng(7).standard_normal(X_SHAPE).astype(np.float32)
@@ -171,6 +183,53 @@ def test_global_avg_pool_matches_torch(backend):
     ty.backward(torch.tensor(grad_out))
     np.testing.assert_allclose(run.forward([x]), ty.detach().numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(run.backward(grad_out)[0], tx.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+
+PARITY_BACKENDS = backends("max_pool2d", np.float32, exclude=["numpy"])
+
+
+@pytest.mark.parametrize("backend", PARITY_BACKENDS)
+@pytest.mark.parametrize(("layer", "attrs"), CASES)
+@pytest.mark.parametrize("layout", ["contiguous", "noncontiguous"])
+def test_matches_the_numpy_reference(backend, layer, attrs, layout):
+    """Odd sizes (3 images of 5x9x7) and, as a view with gaps, a non-contiguous input."""
+    rng = np.random.default_rng(12)
+    x = (distinct_values((3, 5, 9, 7), rng) if layer == "max_pool2d" else rng.standard_normal((3, 5, 9, 7)))
+    x = x.astype(np.float32)
+    check_parity(layer, attrs, [noncontiguous(x) if layout == "noncontiguous" else x], backend)
+
+
+@pytest.mark.parametrize("backend", PARITY_BACKENDS)
+@pytest.mark.parametrize("layer", ["max_pool2d", "avg_pool2d"])
+@pytest.mark.parametrize("shape", [(4, 16, 32, 32), (3, 5, 11, 13)])
+def test_the_2x2_fast_path_matches_the_numpy_reference(backend, layer, shape):
+    """2x2 / 2 without padding, on even sizes and on odd ones (whose last row and column no window reads);
+    ties (small integers) go to the first maximum."""
+    x = np.random.default_rng(13).integers(0, 4, shape).astype(np.float32)
+    check_parity(layer, {"kernel": 2}, [x], backend)
+
+
+@pytest.mark.parametrize("backend", backends("global_avg_pool2d", np.float32, exclude=["numpy"]))
+@pytest.mark.parametrize("keepdims", [False, True])
+@pytest.mark.parametrize("layout", ["contiguous", "noncontiguous"])
+def test_global_avg_pool_matches_the_numpy_reference(backend, keepdims, layout):
+    x = np.random.default_rng(14).standard_normal((3, 5, 9, 7)).astype(np.float32)
+    check_parity("global_avg_pool2d", {"keepdims": keepdims},
+                 [noncontiguous(x) if layout == "noncontiguous" else x], backend)
+
+
+@settings(max_examples=40, deadline=None)
+@given(windows=st.deferred(lambda: windows()), layer=st.sampled_from(["max_pool2d", "avg_pool2d"]),
+       include_pad=st.booleans(), batch=st.integers(1, 3))
+def test_random_windows_match_the_numpy_reference(windows, layer, include_pad, batch):
+    shape, attrs = windows
+    if layer == "avg_pool2d":
+        attrs = {**attrs, "count_include_pad": include_pad}
+    rng = np.random.default_rng(15)
+    x = distinct_values((batch, *shape), rng).astype(np.float32)
+    for param in PARITY_BACKENDS:
+        if not param.marks:
+            check_parity(layer, attrs, [x], param.values[0])
 
 
 @st.composite

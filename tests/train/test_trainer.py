@@ -9,7 +9,8 @@ import cnnkit
 from cnnkit import build
 from cnnkit.errors import CheckpointError, DataError, SpecError
 from cnnkit.spec import TrainSpec, load_spec
-from cnnkit.train.checkpoint import METRICS_FILE, SPEC_FILE, read_checkpoint
+from cnnkit.train import from_section, on_backend
+from cnnkit.train.checkpoint import METRICS_FILE, SPEC_FILE, read_checkpoint, restore
 from cnnkit.train.trainer import History, epoch_order, fit, load_data
 from tests.train.conftest import BLOBS, tiny_net, tiny_spec
 
@@ -129,3 +130,32 @@ def test_an_existing_run_is_not_overwritten_by_accident(tmp_path):
         fit(tiny_net(epochs=1), out=tmp_path, progress=False)
     assert len(fit(tiny_net(epochs=1), out=tmp_path, overwrite=True, progress=False)) == 1
     assert len(list(tmp_path.glob("checkpoint-*.safetensors"))) == 1
+
+
+@pytest.mark.parametrize("optimizer", [{"type": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True},
+                                       {"type": "adamw", "lr": 0.01}], ids=["sgd", "adamw"])
+def test_a_c_network_trains_with_the_c_loss_and_optimizer_like_numpy(tmp_path, optimizer):
+    """The trainer takes the backend's own cross-entropy and optimizer: the same history as NumPy's, and
+    checkpoints with the same tensors (so a run moves between backends)."""
+    from cnnkit.backends.c import unavailable
+
+    if unavailable():
+        pytest.skip(f"the C backend is not available: {unavailable()}")
+    histories, checkpoints = {}, {}
+    for backend in ("numpy", "c"):
+        net = build(tiny_spec(optimizer=optimizer, epochs=3), seed=1, backend=backend)
+        histories[backend] = fit(net, out=tmp_path / backend, progress=False)
+        checkpoints[backend] = read_checkpoint(tmp_path / backend)
+    for key in ("train_loss", "val_loss"):
+        np.testing.assert_allclose([r[key] for r in histories["c"]], [r[key] for r in histories["numpy"]],
+                                   rtol=1e-4)
+    tensors = {backend: checkpoint.tensors for backend, checkpoint in checkpoints.items()}
+    assert {k: v.shape for k, v in tensors["c"].items()} == {k: v.shape for k, v in tensors["numpy"].items()}
+    assert any(key.startswith("optim/") for key in tensors["c"]), list(tensors["c"])
+    resumed = build(tiny_spec(optimizer=optimizer, epochs=3), seed=1, backend="c")
+    own = from_section(on_backend(resumed.registry.optimizer, resumed), optimizer, resumed.params,
+                       resumed.grads)
+    assert type(own).__module__ == "cnnkit.backends.c.optimizers"
+    restore(resumed, checkpoints["numpy"], own)
+    for key, value in own.state().items():
+        np.testing.assert_array_equal(value, tensors["numpy"][f"optim/{key}"])

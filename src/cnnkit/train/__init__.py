@@ -33,3 +33,10 @@ def from_section(find: Callable[[str], Any], section: Mapping[str, Any], *args: 
     except LookupError as error:
         raise SpecError(f"'{record.name}' needs attribute '{error.args[0]}'") from None
     return record.make(*args, **kwargs, **attrs)
+
+
+def on_backend(find: Callable[[str], Any], net: Any) -> Callable[[str], Any]:
+    """`find` (registry.loss or registry.optimizer) whose records are made by the network's backend's own
+    implementation where it registers one (Registry.on_backend), e.g.
+    from_section(on_backend(registry.loss, net), {"type": "cross_entropy"})."""
+    return lambda name: net.registry.on_backend(find(name), net.backend)

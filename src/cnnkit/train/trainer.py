@@ -30,7 +30,7 @@ from cnnkit.data.dataset import ArrayDataset
 from cnnkit.errors import CheckpointError, DataError, SpecError
 from cnnkit.graph import Network
 from cnnkit.spec import Spec, TrainSpec, dump_spec, load_spec, spec_to_dict
-from cnnkit.train import from_section
+from cnnkit.train import from_section, on_backend
 from cnnkit.train.checkpoint import (
     META_FILE,
     METRICS_FILE,
@@ -185,10 +185,10 @@ class _Trainer:
         self.train, self.val, self.out = train, val, out
         self.progress, self.callbacks = progress, callbacks
         self.steps_per_epoch = math.ceil(len(train) / self.recipe.batch_size)
-        self.loss = from_section(net.registry.loss, self.recipe.loss)
+        self.loss = from_section(on_backend(net.registry.loss, net), self.recipe.loss)
         try:
-            self.optimizer = from_section(net.registry.optimizer, self.recipe.optimizer, net.params,
-                                          net.grads)
+            self.optimizer = from_section(on_backend(net.registry.optimizer, net), self.recipe.optimizer,
+                                          net.params, net.grads)
         except SpecError as error:
             raise error.located(source=spec.source, mark=spec.mark("train", "optimizer")) from None
         if "lr" not in self.recipe.optimizer:

@@ -1,0 +1,73 @@
+"""C kernels for conv2d: im2col into per-image columns and our SGEMM, one C call per pass (csrc/conv.c)."""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+
+from cnnkit.backends.c import checks
+from cnnkit.backends.c.checks import FLOAT32, Operand
+from cnnkit.backends.c.library import Conv2dShape, load
+from cnnkit.hookspecs import hookimpl
+from cnnkit.layers.conv import conv_window
+from cnnkit.registry import Kernel, OpSetup
+
+
+class Conv2d:
+    """Owns its output, input gradient, columns and partial sums, made once; C fills them on each call."""
+
+    def __init__(self, setup: OpSetup) -> None:
+        checks.require_float32(setup)
+        self.lib = load()
+        x_shape, out_shape = setup.in_shapes[0], setup.out_shape
+        n, c, h, w = x_shape
+        attrs = setup.attrs
+        window = conv_window(attrs, (c, h, w))
+        weight_shape = (attrs["filters"], c // attrs["groups"], *window.kernel)
+        cols_shape = (n, c * window.kernel[0] * window.kernel[1], window.out_hw[0] * window.out_hw[1])
+        for what, shape in (("the input", x_shape), ("the output", out_shape), ("the weight", weight_shape),
+                            ("the im2col columns", cols_shape)):
+            checks.check_sizes(f"layer '{setup.name}': {what}", shape)
+        self.shape = Conv2dShape(n, c, h, w, attrs["filters"], attrs["groups"], *window.kernel,
+                                 *window.stride, *window.dilation, window.pads[0], window.pads[1],
+                                 *window.out_hw)
+        cols, partials = ctypes.c_int64(), ctypes.c_int64()
+        self.lib.conv2d_workspace(self.shape, cols, partials)
+        # A direct conv (1x1, stride 1, no padding) reads x as its columns: no buffer.
+        self.cols = np.empty(cols.value, FLOAT32) if cols.value else None
+        self.partials = np.empty(partials.value, FLOAT32)
+        self.out = np.empty(out_shape, FLOAT32)
+        self.grad_x = np.empty(x_shape, FLOAT32) if setup.needs_input_grad else None
+        self.x = Operand(f"layer '{setup.name}': input", x_shape, avoid=(self.out,))
+        self.grad_out = Operand(f"layer '{setup.name}': output gradient", out_shape,
+                                avoid=() if self.grad_x is None else (self.grad_x,))
+        self.weight = Operand(f"layer '{setup.name}': weight", weight_shape)
+        self.bias = Operand(f"layer '{setup.name}': bias", (attrs["filters"],))
+        self.grad_weight = Operand(f"layer '{setup.name}': weight gradient", weight_shape, output=True)
+        self.grad_bias = Operand(f"layer '{setup.name}': bias gradient", (attrs["filters"],), output=True)
+        self.addresses = {name: None if array is None else array.ctypes.data for name, array in
+                          (("cols", self.cols), ("partials", self.partials), ("out", self.out),
+                           ("grad_x", self.grad_x))}
+        self.shape_ref = ctypes.byref(self.shape)
+
+    def forward(self, inputs, params, buffers, training):
+        (x,) = inputs
+        bias = self.bias.address(params["bias"]) if "bias" in params else None
+        self.lib.conv2d_forward(self.shape_ref, self.x.address(x), self.weight.address(params["weight"]),
+                                bias, self.addresses["cols"], self.addresses["out"])
+        return self.out
+
+    def backward(self, grad_out, params, grads):
+        cols = self.addresses["cols"] or self.x.current
+        grad_bias = self.grad_bias.address(grads["bias"]) if "bias" in grads else None
+        self.lib.conv2d_backward(self.shape_ref, self.grad_out.address(grad_out),
+                                 self.weight.address(params["weight"]), cols, self.addresses["partials"],
+                                 self.grad_weight.address(grads["weight"]), grad_bias,
+                                 self.addresses["grad_x"])
+        return [self.grad_x]
+
+
+@hookimpl
+def cnnkit_register_kernels(register) -> None:
+    register(Kernel(layer="conv2d", backend="c", make=Conv2d))

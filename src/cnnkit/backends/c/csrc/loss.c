@@ -1,0 +1,65 @@
+#include "loss.h"
+
+#include <math.h>
+
+#include "threadpool.h"
+
+#define ROWS_FLOATS 16384
+
+typedef struct {
+    int64_t n, k, rows;
+    const float *logits;
+    const int64_t *labels;
+    float smoothing;
+    double *row_loss;
+    float *grad;
+} ce_ctx;
+
+static int ce_chunk(void *ctx_, int64_t chunk, int worker)
+{
+    (void)worker;
+    const ce_ctx *c = ctx_;
+    int64_t k = c->k;
+    float keep = 1.0f - c->smoothing, spread = c->smoothing / (float)k, inv_n = 1.0f / (float)c->n;
+    for (int64_t i = chunk * c->rows; i < cnk_min(c->n, (chunk + 1) * c->rows); i++) {
+        const float *z = c->logits + i * k;
+        float *g = c->grad + i * k;
+        float max = z[0];
+        for (int64_t j = 1; j < k; j++)
+            max = fmaxf(max, z[j]);
+        float sum = 0.0f, shifted_sum = 0.0f;
+        for (int64_t j = 0; j < k; j++) {
+            float shifted = z[j] - max;
+            g[j] = expf(shifted);
+            sum += g[j];
+            shifted_sum += shifted;
+        }
+        int64_t label = c->labels[i];
+        float lse = logf(sum), inv_sum = 1.0f / sum;
+        c->row_loss[i] = (double)lse - (double)keep * (z[label] - max) - (double)spread * shifted_sum;
+        for (int64_t j = 0; j < k; j++)
+            g[j] = (g[j] * inv_sum - spread) * inv_n;
+        g[label] -= keep * inv_n;
+    }
+    return CNK_OK;
+}
+
+int cnk_cross_entropy_forward(int64_t n, int64_t k, const float *logits, const int64_t *labels, double smoothing,
+                              double *row_loss, float *grad, double *loss)
+{
+    if (!cnk_size_ok(n) || !cnk_size_ok(k) || !cnk_product_ok(n, k, 1, 1) || logits == NULL || labels == NULL ||
+        row_loss == NULL || grad == NULL || loss == NULL || !(smoothing >= 0.0 && smoothing < 1.0))
+        return CNK_EINVAL;
+    for (int64_t i = 0; i < n; i++)
+        if (labels[i] < 0 || labels[i] >= k)
+            return CNK_EINVAL;
+    ce_ctx c = {n, k, cnk_max(1, ROWS_FLOATS / k), logits, labels, (float)smoothing, row_loss, grad};
+    int status = cnk_parallel_for(cnk_ceil_div(n, c.rows), ce_chunk, &c);
+    if (status != CNK_OK)
+        return status;
+    double total = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        total += row_loss[i];
+    *loss = total / (double)n;
+    return CNK_OK;
+}

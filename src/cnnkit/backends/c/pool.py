@@ -1,0 +1,92 @@
+"""C kernels for pooling: one pass over the input per call, a fast path for 2x2 / 2 (csrc/pool.c)."""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+
+from cnnkit.backends.c import checks
+from cnnkit.backends.c.checks import FLOAT32, Operand
+from cnnkit.backends.c.library import Pool2dShape, load
+from cnnkit.hookspecs import hookimpl
+from cnnkit.layers.pool import pool_window
+from cnnkit.registry import Kernel, OpSetup
+
+
+class Pool2d:
+    """What max and average pooling share: the window passed to C, the output and input gradient."""
+
+    layer = ""
+
+    def __init__(self, setup: OpSetup) -> None:
+        checks.require_float32(setup)
+        self.lib = load()
+        n, c, h, w = setup.in_shapes[0]
+        window = pool_window(self.layer, setup.attrs, (c, h, w))
+        for what, shape in (("the input", setup.in_shapes[0]), ("the output", setup.out_shape)):
+            checks.check_sizes(f"layer '{setup.name}': {what}", shape)
+        self.shape = Pool2dShape(n, c, h, w, *window.kernel, *window.stride, *window.pads, *window.out_hw,
+                                 int(bool(setup.attrs.get("count_include_pad", False))))
+        self.shape_ref = ctypes.byref(self.shape)
+        self.out = np.empty(setup.out_shape, FLOAT32)
+        self.grad_x = np.empty(setup.in_shapes[0], FLOAT32)
+        self.out_address, self.grad_x_address = self.out.ctypes.data, self.grad_x.ctypes.data
+        self.x = Operand(f"layer '{setup.name}': input", setup.in_shapes[0], avoid=(self.out,))
+        self.grad_out = Operand(f"layer '{setup.name}': output gradient", setup.out_shape,
+                                avoid=(self.grad_x,))
+
+
+class MaxPool2d(Pool2d):
+    layer = "max_pool2d"
+
+    def forward(self, inputs, params, buffers, training):
+        self.lib.max_pool2d_forward(self.shape_ref, self.x.address(inputs[0]), self.out_address)
+        return self.out
+
+    def backward(self, grad_out, params, grads):
+        self.lib.max_pool2d_backward(self.shape_ref, self.x.current, self.grad_out.address(grad_out),
+                                     self.grad_x_address)
+        return [self.grad_x]
+
+
+class AvgPool2d(Pool2d):
+    layer = "avg_pool2d"
+
+    def forward(self, inputs, params, buffers, training):
+        self.lib.avg_pool2d_forward(self.shape_ref, self.x.address(inputs[0]), self.out_address)
+        return self.out
+
+    def backward(self, grad_out, params, grads):
+        self.lib.avg_pool2d_backward(self.shape_ref, self.grad_out.address(grad_out), self.grad_x_address)
+        return [self.grad_x]
+
+
+class GlobalAvgPool2d:
+    def __init__(self, setup: OpSetup) -> None:
+        checks.require_float32(setup)
+        self.lib = load()
+        n, c, h, w = setup.in_shapes[0]
+        checks.check_sizes(f"layer '{setup.name}': the input", setup.in_shapes[0])
+        self.sizes = (n * c, h * w)
+        self.out = np.empty(setup.out_shape, FLOAT32)
+        self.grad_x = np.empty(setup.in_shapes[0], FLOAT32)
+        self.out_address, self.grad_x_address = self.out.ctypes.data, self.grad_x.ctypes.data
+        self.x = Operand(f"layer '{setup.name}': input", setup.in_shapes[0], avoid=(self.out,))
+        self.grad_out = Operand(f"layer '{setup.name}': output gradient", setup.out_shape,
+                                avoid=(self.grad_x,))
+
+    def forward(self, inputs, params, buffers, training):
+        self.lib.global_avg_pool2d_forward(*self.sizes, self.x.address(inputs[0]), self.out_address)
+        return self.out
+
+    def backward(self, grad_out, params, grads):
+        self.lib.global_avg_pool2d_backward(*self.sizes, self.grad_out.address(grad_out), self.grad_x_address)
+        return [self.grad_x]
+
+
+@hookimpl
+def cnnkit_register_kernels(register) -> None:
+    for layer, make in (("max_pool2d", MaxPool2d), ("avg_pool2d", AvgPool2d),
+                        ("global_avg_pool2d", GlobalAvgPool2d)):
+        register(Kernel(layer=layer, backend="c", make=make))
