@@ -1,0 +1,74 @@
+"""Keeps benchmarks/bench.py from rotting: a tiny subset runs end to end, and the target summary reads the
+right figures. Timings themselves are never checked here (see the script for those)."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench.py"
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("cnnkit_bench", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quick_subset_runs_end_to_end():
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--cases", "gemm", "lenet5", "--modes", "infer",
+         "--batches", "1", "--threads", "1"],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "| case | batch | threads | side | ms | spread | others | img/s | GFLOP/s | x torch | x c |" in out
+    assert "| gemm 1024^3 | - | 1 | numpy |" in out
+    assert "| lenet5 inference | 1 | 1 | numpy |" in out
+    assert "| lenet5 inference | 1 | 1 | onnxruntime |" in out
+    assert "Targets (batch 64, 2 threads, this run):" in out
+    # nothing at batch 64 and 2 threads ran, so no target can be judged
+    assert out.count("NOT MEASURED") == 7
+
+
+def test_summary_judges_each_target_from_the_figures():
+    bench = load_bench()
+    ms = 1e-3
+    results = {
+        ("lenet5 train step", 64, 2, "c"): 4 * ms, ("lenet5 train step", 64, 2, "torch"): 5 * ms,
+        ("vgg_small train step", 64, 2, "c"): 100 * ms, ("vgg_small train step", 64, 2, "torch"): 50 * ms,
+        ("vgg_small train step", 64, 1, "c"): 180 * ms, ("vgg_small train step", 64, 2, "numpy"): 600 * ms,
+        ("gemm 1024^3", 0, 2, "c"): 20 * ms, ("gemm 1024^3", 0, 2, "numpy"): 11 * ms,
+        ("max_pool 2x2 fwd", 64, 2, "c"): 0.1 * ms, ("max_pool 2x2 fwd", 64, 2, "torch"): 5 * ms,
+    }
+    peers = bench.Peers(torch=object(), ort=None, c_missing=None, threads=[1, 2])
+    lines = bench.summary(results, peers)
+    assert lines[1].startswith("- lenet5 train step, C vs PyTorch img/s >= 1.0x: met: 1.25x")
+    assert lines[2].startswith("- vgg_small train step, C vs PyTorch img/s >= 0.7x: NOT MET: 0.50x")
+    assert lines[3].startswith("- SGEMM 1024^3, ours vs NumPy matmul GFLOP/s >= 0.6x: NOT MET: 0.55x")
+    assert lines[4].startswith("- vgg_small train step, C 2 threads vs 1 thread >= 1.7x: met: 1.80x")
+    assert lines[5].startswith("- vgg_small train step, C vs NumPy backend >= 5.0x: met: 6.00x")
+    assert lines[6].startswith("- max_pool 2x2 fwd, C vs PyTorch >= 5.0x: met: 50.00x")
+    assert lines[7].startswith("- avg_pool 2x2 fwd, C vs PyTorch >= 5.0x: NOT MEASURED")
+    assert not any("UNRELIABLE" in line for line in lines)
+    busy = {("gemm 1024^3", 0, 2): 0.3, ("vgg_small train step", 64, 1): 0.01}
+    lines = bench.summary(results, peers, busy)
+    assert lines[3].endswith("UNRELIABLE: other processes took 30% of the machine while this was timed)")
+    assert [i for i, line in enumerate(lines) if "UNRELIABLE" in line] == [3]
+
+
+def test_help_lists_every_option(capsys):
+    bench = load_bench()
+    with pytest.raises(SystemExit) as exit:
+        bench.main(["--help"])
+    assert exit.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("--cases", "--modes", "--batches", "--threads", "--repeats", "--rounds", "--wait-quiet",
+                   "--no-torch", "--quick"):
+        assert option in out
