@@ -1,4 +1,4 @@
-"""C kernels for conv2d: im2col into per-image columns and our SGEMM, one C call per pass (csrc/conv.c)."""
+"""C kernels for conv2d: implicit im2col and our SGEMM, one C call per pass (csrc/conv.c)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from cnnkit.registry import Kernel, OpSetup
 
 
 class Conv2d:
-    """Owns its output, input gradient, columns and partial sums, made once; C fills them on each call."""
+    """Owns its output, input gradient and partial sums, made once; C fills them on each call."""
 
     def __init__(self, setup: OpSetup) -> None:
         checks.require_float32(setup)
@@ -34,7 +34,7 @@ class Conv2d:
                                  *window.out_hw)
         cols, partials = ctypes.c_int64(), ctypes.c_int64()
         self.lib.conv2d_workspace(self.shape, cols, partials)
-        # A direct conv (1x1, stride 1, no padding) reads x as its columns: no buffer.
+        # C never stores the columns (it packs them from x), so `cols` is 0; kept for callers of old builds.
         self.cols = np.empty(cols.value, FLOAT32) if cols.value else None
         self.partials = np.empty(partials.value, FLOAT32)
         self.out = np.empty(out_shape, FLOAT32)
@@ -59,10 +59,10 @@ class Conv2d:
         return self.out
 
     def backward(self, grad_out, params, grads):
-        cols = self.addresses["cols"] or self.x.current
         grad_bias = self.grad_bias.address(grads["bias"]) if "bias" in grads else None
         self.lib.conv2d_backward(self.shape_ref, self.grad_out.address(grad_out),
-                                 self.weight.address(params["weight"]), cols, self.addresses["partials"],
+                                 self.weight.address(params["weight"]), self.x.current,
+                                 self.addresses["partials"],
                                  self.grad_weight.address(grads["weight"]), grad_bias,
                                  self.addresses["grad_x"])
         return [self.grad_x]

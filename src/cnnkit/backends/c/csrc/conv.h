@@ -1,8 +1,17 @@
-/* conv2d: im2col into per-image columns, then our GEMM (see backends/numpy/conv.py for the same method).
+/* conv2d: im2col-style GEMMs (see backends/numpy/conv.py for the same method), columns never stored.
  *
- * Columns are laid out (batch, channels * kernel_h * kernel_w, out_h * out_w): W (F, C/G*kh*kw) times an
- * image's columns is that image's output, already NCHW. A 1x1 conv with stride 1 and no padding is
- * "direct": x itself is its columns, and no column buffer is used.
+ * An image's columns are laid out (channels * kernel_h * kernel_w, out_h * out_w): W (F, C/G*kh*kw) times
+ * them is that image's output, already NCHW. No column buffer exists for the batch (conv.c says how):
+ * - stride 1: "wide rows". A chunk's input rows are copied, zero-padded, into a per-thread buffer of row
+ *   length Wp = out_w + (kw - 1) * dilation_w; every tap's columns are then contiguous runs of it, so the
+ *   GEMM's B panels are plain copies, and the GEMM computes Wp outputs per row, of which out_w are kept.
+ *   Backward: dW directly from that buffer and the (zero-extended) output gradient (AVX-512), or by GEMM
+ *   on per-image columns; dx as the forward conv of grad_out with the flipped, transposed filters when a
+ *   group has >= 16 input channels, else GEMM into per-image columns and col2im.
+ * - other strides: the B panels are gathered straight from x (implicit im2col); backward rebuilds one
+ *   image's columns at a time in per-thread scratch.
+ * A 1x1 conv with stride 1 and no padding is "direct": x itself is its columns.
+ * The weights are packed for the GEMM once per call, not once per chunk.
  */
 #ifndef CNK_CONV_H
 #define CNK_CONV_H
@@ -19,20 +28,20 @@ typedef struct {
     int64_t out_h, out_w;
 } cnk_conv2d_shape;
 
-/* The workspaces the caller allocates once: `cols` floats for the columns (0 for a direct conv, which
- * then passes x wherever columns are asked for), `partials` floats for backward's per-chunk sums. */
+/* The workspaces the caller allocates once: `cols` floats for columns (now always 0: kept so that a
+ * caller written for stored columns still works), `partials` floats for backward's per-chunk sums. */
 CNK_API int cnk_conv2d_workspace(const cnk_conv2d_shape *s, int64_t *cols, int64_t *partials);
 
-/* out (N, F, out_h, out_w) = conv(x (N, C, H, W), weight (F, C/G, kh, kw)) + bias (F, or NULL). Fills
- * cols (for backward) unless the conv is direct (cols may then be NULL). */
+/* out (N, F, out_h, out_w) = conv(x (N, C, H, W), weight (F, C/G, kh, kw)) + bias (F, or NULL). cols is
+ * unused (may be NULL). */
 CNK_API int cnk_conv2d_forward(const cnk_conv2d_shape *s, const float *x, const float *weight, const float *bias,
                                float *cols, float *out);
 
-/* From grad_out (N, F, out_h, out_w) and the columns forward filled (x for a direct conv): grad_weight,
+/* From grad_out (N, F, out_h, out_w) and forward's input x (N, C, H, W): grad_weight,
  * grad_bias (NULL: none) and grad_x (NULL: not needed). Weight and bias gradients are sums over fixed
  * groups of images (into `partials`) added in group order. */
 CNK_API int cnk_conv2d_backward(const cnk_conv2d_shape *s, const float *grad_out, const float *weight,
-                                const float *cols, float *partials, float *grad_weight, float *grad_bias,
+                                const float *x, float *partials, float *grad_weight, float *grad_bias,
                                 float *grad_x);
 
 #endif

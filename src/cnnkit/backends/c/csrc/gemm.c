@@ -160,16 +160,25 @@ static inline void transpose8x8(const float *src, int64_t lds, float *dst, int64
 static void pack_transposed(const float *restrict src, int64_t ld, int64_t kc, int64_t width,
                             float *restrict panel)
 {
-    int64_t p = 0;
+    int64_t j = 0;
 #if TRANSPOSE_BLOCK > 1
-    if (width == NR)
+    /* groups of 8 columns by 8x8 transposes (a partial panel too: its full groups), then the rest */
+    for (; j + TRANSPOSE_BLOCK <= width; j += TRANSPOSE_BLOCK) {
+        int64_t p = 0;
         for (; p + TRANSPOSE_BLOCK <= kc; p += TRANSPOSE_BLOCK)
-            for (int64_t j = 0; j < NR; j += TRANSPOSE_BLOCK)
-                transpose8x8(src + j * ld + p, ld, panel + p * NR + j, NR);
+            transpose8x8(src + j * ld + p, ld, panel + p * NR + j, NR);
+        for (; p < kc; p++)
+            for (int64_t jj = j; jj < j + TRANSPOSE_BLOCK; jj++)
+                panel[p * NR + jj] = src[jj * ld + p];
+    }
 #endif
-    for (int64_t j = 0; j < NR; j++)
-        for (int64_t q = p; q < kc; q++)
-            panel[q * NR + j] = j < width ? src[j * ld + q] : 0.0f;
+    for (; j < width; j++)
+        for (int64_t q = 0; q < kc; q++)
+            panel[q * NR + j] = src[j * ld + q];
+    if (width < NR)
+        for (int64_t q = 0; q < kc; q++)
+            for (int64_t jj = width; jj < NR; jj++)
+                panel[q * NR + jj] = 0.0f;
 }
 
 /* Rows [p0, p0 + kc) and columns [j0, j0 + cols) of op(B) as ceil(cols / NR) panels of kc x NR, the
@@ -250,14 +259,21 @@ static int gemm_block(const cnk_gemm_args *g, int64_t i0, int64_t i1, int64_t j0
     for (int64_t p0 = 0; p0 < g->k; p0 += KC) {
         int64_t kc = cnk_min(KC, g->k - p0);
         int first = p0 == 0;
-        pack_b(g, p0, kc, j0, j1 - j0, b_panels);
+        if (g->pack_b != NULL)
+            g->pack_b(g->pack_b_ctx, p0, kc, j0, j1 - j0, NR, b_panels);
+        else
+            pack_b(g, p0, kc, j0, j1 - j0, b_panels);
         for (int64_t i = i0; i < i1; i += MR) {
             int rows = (int)cnk_min(MR, i1 - i);
-            pack_a(g, i, rows, p0, kc, a_panel);
+            const float *a = a_panel;
+            if (g->packed_a != NULL) /* the panels of earlier blocks of k hold p0 * m floats */
+                a = g->packed_a + p0 * g->m + kc * i;
+            else
+                pack_a(g, i, rows, p0, kc, a_panel);
             for (int64_t jp = 0; jp < panels; jp++) {
                 int64_t j = j0 + jp * NR;
                 int cols = (int)cnk_min(NR, j1 - j);
-                micro[rows - 1][(cols - 1) / VEC](kc, a_panel, b_panels + jp * kc * NR, tile);
+                micro[rows - 1][(cols - 1) / VEC](kc, a, b_panels + jp * kc * NR, tile);
                 write_tile(tile, g->c + i * g->ldc + j, g->ldc, rows, cols, !first || g->accumulate,
                            first && g->bias_rows != NULL ? g->bias_rows + i : NULL,
                            first && g->bias_cols != NULL ? g->bias_cols + j : NULL);
@@ -265,6 +281,15 @@ static int gemm_block(const cnk_gemm_args *g, int64_t i0, int64_t i1, int64_t j0
         }
     }
     return CNK_OK;
+}
+
+void cnk_gemm_pack_a(const cnk_gemm_args *g, float *dst)
+{
+    for (int64_t p0 = 0; p0 < g->k; p0 += KC) {
+        int64_t kc = cnk_min(KC, g->k - p0);
+        for (int64_t i = 0; i < g->m; i += MR)
+            pack_a(g, i, (int)cnk_min(MR, g->m - i), p0, kc, dst + p0 * g->m + kc * i);
+    }
 }
 
 int cnk_gemm_serial(const cnk_gemm_args *g, int worker)
@@ -332,6 +357,6 @@ int cnk_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, const f
         ldb > CNK_MAX_SIZE || ldc > CNK_MAX_SIZE)
         return CNK_EINVAL;
     cnk_gemm_args g = {trans_a != 0, trans_b != 0, m, n, k, a, lda, b, ldb, c, ldc, bias_rows, bias_cols,
-                       accumulate != 0};
+                       accumulate != 0, NULL, NULL, NULL};
     return cnk_gemm_parallel(&g);
 }

@@ -13,6 +13,12 @@
 
 #include "common.h"
 
+/* Packs rows [p0, p0 + kc) and columns [j0, j0 + cols) of op(B) as ceil(cols / nr) panels of kc x nr
+ * (panel jp at dst + jp * kc * nr, row p of it at + p * nr), the columns past `cols` zero: for operands
+ * that are never stored whole (conv's implicit im2col). */
+typedef void (*cnk_pack_b_fn)(const void *ctx, int64_t p0, int64_t kc, int64_t j0, int64_t cols, int64_t nr,
+                              float *dst);
+
 typedef struct {
     int trans_a, trans_b;
     int64_t m, n, k;
@@ -25,7 +31,15 @@ typedef struct {
     const float *bias_rows;
     const float *bias_cols;
     int accumulate;
+    cnk_pack_b_fn pack_b; /* when not NULL, op(B) comes from pack_b(pack_b_ctx, ...) and b, ldb, trans_b
+                             are ignored */
+    const void *pack_b_ctx;
+    const float *packed_a; /* when not NULL, op(A) as cnk_gemm_pack_a packed it (a, lda, trans_a ignored) */
 } cnk_gemm_args;
+
+/* op(A) of `g` (m x k) packed once into dst (m * k floats), for several GEMMs with the same A: set
+ * packed_a to it. */
+void cnk_gemm_pack_a(const cnk_gemm_args *g, float *dst);
 
 /* On the calling thread, using `worker`'s scratch: for use inside a cnk_parallel_for chunk. */
 int cnk_gemm_serial(const cnk_gemm_args *g, int worker);
