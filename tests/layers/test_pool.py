@@ -304,3 +304,23 @@ def test_omitted_stride_is_the_kernel():
 def test_shape_errors_name_the_shapes(layer, attrs, shape, message):
     with pytest.raises(ShapeError, match=message.replace("(", r"\(").replace(")", r"\)")):
         layer.infer_shape(parse_attrs(layer.attrs, attrs), [shape])
+
+
+@pytest.mark.parametrize("backend", backends("max_pool2d"))
+@pytest.mark.parametrize(("layer", "attrs"), [("max_pool2d", {"kernel": 2}), ("avg_pool2d", {"kernel": 2}),
+                                              ("max_pool2d", {"kernel": 3, "stride": 2, "padding": 1}),
+                                              ("avg_pool2d", {"kernel": 3, "stride": 2, "padding": 1}),
+                                              ("global_avg_pool2d", {})])
+def test_first_layer_skips_the_input_gradient(backend, layer, attrs):
+    dtype = exact_dtype(backend)
+    x = np.random.default_rng(7).standard_normal(X_SHAPE).astype(dtype)
+    outs = []
+    for needs in (True, False):
+        run = make_run(layer, attrs, [x.shape], backend, dtype, needs_input_grad=needs)
+        outs.append(run.forward([x]).copy())
+        grad_out = np.random.default_rng(8).standard_normal(outs[-1].shape).astype(dtype)
+        grad_inputs = run.backward(grad_out)
+        assert len(grad_inputs) == 1
+        assert (grad_inputs[0] is None) == (not needs)
+        assert not needs or grad_inputs[0].shape == x.shape
+    np.testing.assert_array_equal(outs[0], outs[1])

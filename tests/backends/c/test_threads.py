@@ -103,8 +103,8 @@ def test_interpreter_exit_does_not_wait_for_the_pool(lib):
     assert done.stdout.strip() == "bye"
 
 
-def conv_run(seed: int):
-    x = np.random.default_rng(seed).standard_normal((6, 8, 13, 11)).astype(np.float32)
+def conv_run(seed: int, batch: int = 6):
+    x = np.random.default_rng(seed).standard_normal((batch, 8, 13, 11)).astype(np.float32)
     run = make_run("conv2d", {"filters": 12, "kernel": 3, "padding": 1, "stride": [1, 2]}, [x.shape], "c",
                    np.float32, seed=seed)
     grad_out = np.random.default_rng(seed + 100).standard_normal(run.out_shape).astype(np.float32)
@@ -137,8 +137,9 @@ def test_four_python_threads_running_convs_get_the_serial_results(lib):
                 np.testing.assert_array_equal(have, want)
 
 
-def test_conv_results_are_bitwise_equal_for_1_to_4_threads(lib):
-    run, x, grad_out = conv_run(7)
+@pytest.mark.parametrize("batch", [6, 1], ids=["parallel regions", "regions small enough to run inline"])
+def test_conv_results_are_bitwise_equal_for_1_to_4_threads(lib, batch):
+    run, x, grad_out = conv_run(7, batch)
     results = []
     for threads in (1, 2, 3, 4, 2):
         library.set_num_threads(threads)

@@ -51,6 +51,50 @@ def test_cross_entropy_refuses_bad_labels_and_shapes(lib):
                                   grad.ctypes.data, ctypes.byref(loss))
 
 
+@pytest.mark.parametrize("shape", [(37, 11), (1, 2), (300, 100)])
+@pytest.mark.parametrize("layout", ["contiguous", "noncontiguous"])
+def test_mse_matches_the_reference(lib, shape, layout):
+    rng = np.random.default_rng(2)
+    logits = rng.standard_normal(shape).astype(np.float32)
+    logits = noncontiguous(logits) if layout == "noncontiguous" else logits
+    labels = rng.integers(0, shape[1], shape[0])
+    reference, fused = losses({"type": "mse"})
+    assert type(fused).__module__ == "cnnkit.backends.c.losses"
+    for _ in range(2):  # a second call reuses the buffers
+        assert fused.forward(logits, labels) == pytest.approx(reference.forward(logits, labels), rel=1e-5)
+        np.testing.assert_allclose(fused.backward(), reference.backward(), rtol=1e-5, atol=1e-9)
+
+
+def test_mse_is_bitwise_equal_for_1_and_2_threads(lib):
+    rng = np.random.default_rng(3)
+    logits = rng.standard_normal((2000, 30)).astype(np.float32)
+    labels = rng.integers(0, 30, 2000)
+    _, fused = losses({"type": "mse"})
+    results = []
+    for threads in (1, 2):
+        library.set_num_threads(threads)
+        results.append((fused.forward(logits, labels), fused.backward().copy()))
+    library.set_num_threads(1)
+    assert results[0][0] == results[1][0]
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
+def test_mse_refuses_bad_labels_and_shapes(lib):
+    _, fused = losses({"type": "mse"})
+    with pytest.raises(cnnkit.errors.ShapeError, match="backward\\(\\) needs a forward\\(\\) first"):
+        fused.backward()
+    logits = np.zeros((3, 4), np.float32)
+    for labels in ([0, 1, 4], [-1, 0, 0]):
+        with pytest.raises(BackendError, match="labels must be class indices from 0 to 3"):
+            fused.forward(logits, np.array(labels))
+    with pytest.raises(cnnkit.errors.ShapeError, match="logits \\(N, classes\\) and labels \\(N,\\)"):
+        fused.forward(logits, np.array([0, 1]))
+    bad_label, rows, grad, loss = np.array([7]), np.zeros(1), np.zeros(4, np.float32), ctypes.c_double()
+    with pytest.raises(BackendError, match="failed: "):
+        lib.mse_forward(1, 4, logits.ctypes.data, bad_label.ctypes.data, rows.ctypes.data, grad.ctypes.data,
+                        ctypes.byref(loss))
+
+
 OPTIMIZERS = [
     {"type": "sgd", "lr": 0.1},
     {"type": "sgd", "lr": 0.1, "momentum": 0.9},
@@ -119,8 +163,8 @@ def test_networks_train_with_their_backends_loss_and_optimizer(lib):
         loss = from_section(on_backend(reg.loss, net), {"type": "cross_entropy"})
         mse = from_section(on_backend(reg.loss, net), {"type": "mse"})
         sgd = from_section(on_backend(reg.optimizer, net), {"type": "sgd"}, net.params, net.grads)
-        assert type(loss).__module__.startswith(module) and type(sgd).__module__.startswith(module)
-        assert type(mse).__module__ == "cnnkit.train.losses"  # no C mse: the reference
+        for made in (loss, mse, sgd):
+            assert type(made).__module__.startswith(module)
 
 
 def test_a_training_kernel_still_needs_a_registered_backend():

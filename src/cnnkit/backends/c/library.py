@@ -98,6 +98,8 @@ SIGNATURES: dict[str, tuple[Any, tuple[Any, ...]]] = {
     "cnk_dropout_backward": (STATUS, (_I, _P, _P, _P)),
     # loss.h: n, k, logits, labels, smoothing, row_loss, grad, loss
     "cnk_cross_entropy_forward": (STATUS, (_I, _I, _P, _P, c_double, _P, _P, POINTER(c_double))),
+    # n, k, logits, labels, row_loss, grad, loss
+    "cnk_mse_forward": (STATUS, (_I, _I, _P, _P, _P, _P, POINTER(c_double))),
     # optim.h
     "cnk_sgd_step": (STATUS, (_I, _P, _P, _P, c_double, c_double, c_double, c_int, c_int)),
     "cnk_adam_step": (STATUS, (_I, _P, _P, _P, _P, c_double, c_double, c_double, c_double, c_double, c_int,

@@ -1,7 +1,8 @@
-"""The C backend's softmax cross-entropy: loss and gradient in one fused pass (csrc/loss.c).
+"""The C backend's softmax cross-entropy and mean squared error: loss and gradient in one fused pass
+(csrc/loss.c).
 
-Registered as the Kernel "loss/cross_entropy" of backend "c", which the trainer uses for networks on
-that backend (cnnkit.registry.Registry.on_backend); "mse" stays the reference loss.
+Registered as the Kernels "loss/cross_entropy" and "loss/mse" of backend "c", which the trainer uses for
+networks on that backend (cnnkit.registry.Registry.on_backend).
 """
 
 from __future__ import annotations
@@ -51,6 +52,39 @@ class CrossEntropy:
         return self.grad
 
 
+class MeanSquaredError:
+    """As cnnkit.train.losses.MeanSquaredError: mean((z - onehot(y))^2), gradient 2 (z - onehot(y)) / NK."""
+
+    def __init__(self) -> None:
+        self.lib = load()
+        self.buffers = _Buffers("grad")
+        self.rows: dict[int, np.ndarray] = {}
+        self.loss = ctypes.c_double()
+        self.grad: np.ndarray | None = None
+
+    def forward(self, logits: np.ndarray, labels: np.ndarray) -> float:
+        _check(logits, labels)
+        n, k = logits.shape
+        logits = np.ascontiguousarray(logits, FLOAT32)
+        labels = np.ascontiguousarray(labels, np.int64)
+        if n and (labels.min() < 0 or labels.max() >= k):
+            raise BackendError(f"labels must be class indices from 0 to {k - 1}, got values from "
+                               f"{labels.min()} to {labels.max()}")
+        grad = self.buffers.get(logits.shape, FLOAT32)["grad"]
+        if n not in self.rows:
+            self.rows = {n: np.empty(n)}
+        self.lib.mse_forward(n, k, logits.ctypes.data, labels.ctypes.data, self.rows[n].ctypes.data,
+                             grad.ctypes.data, ctypes.byref(self.loss))
+        self.grad = grad
+        return float(self.loss.value)
+
+    def backward(self) -> np.ndarray:
+        if self.grad is None:
+            raise ShapeError("backward() needs a forward() first")
+        return self.grad
+
+
 @hookimpl
 def cnnkit_register_kernels(register) -> None:
     register(Kernel(layer="loss/cross_entropy", backend="c", make=CrossEntropy))
+    register(Kernel(layer="loss/mse", backend="c", make=MeanSquaredError))

@@ -30,11 +30,13 @@ class Pool2d:
                                  int(bool(setup.attrs.get("count_include_pad", False))))
         self.shape_ref = ctypes.byref(self.shape)
         self.out = np.empty(setup.out_shape, FLOAT32)
-        self.grad_x = np.empty(setup.in_shapes[0], FLOAT32)
-        self.out_address, self.grad_x_address = self.out.ctypes.data, self.grad_x.ctypes.data
+        # The network's input needs no gradient: backward then returns [None] and computes nothing.
+        self.grad_x = np.empty(setup.in_shapes[0], FLOAT32) if setup.needs_input_grad else None
+        self.out_address = self.out.ctypes.data
+        self.grad_x_address = None if self.grad_x is None else self.grad_x.ctypes.data
         self.x = Operand(f"layer '{setup.name}': input", setup.in_shapes[0], avoid=(self.out,))
         self.grad_out = Operand(f"layer '{setup.name}': output gradient", setup.out_shape,
-                                avoid=(self.grad_x,))
+                                avoid=() if self.grad_x is None else (self.grad_x,))
 
 
 class MaxPool2d(Pool2d):
@@ -45,6 +47,8 @@ class MaxPool2d(Pool2d):
         return self.out
 
     def backward(self, grad_out, params, grads):
+        if self.grad_x is None:
+            return [None]
         self.lib.max_pool2d_backward(self.shape_ref, self.x.current, self.grad_out.address(grad_out),
                                      self.grad_x_address)
         return [self.grad_x]
@@ -58,6 +62,8 @@ class AvgPool2d(Pool2d):
         return self.out
 
     def backward(self, grad_out, params, grads):
+        if self.grad_x is None:
+            return [None]
         self.lib.avg_pool2d_backward(self.shape_ref, self.grad_out.address(grad_out), self.grad_x_address)
         return [self.grad_x]
 
@@ -70,17 +76,21 @@ class GlobalAvgPool2d:
         checks.check_sizes(f"layer '{setup.name}': the input", setup.in_shapes[0])
         self.sizes = (n * c, h * w)
         self.out = np.empty(setup.out_shape, FLOAT32)
-        self.grad_x = np.empty(setup.in_shapes[0], FLOAT32)
-        self.out_address, self.grad_x_address = self.out.ctypes.data, self.grad_x.ctypes.data
+        # The network's input needs no gradient: backward then returns [None] and computes nothing.
+        self.grad_x = np.empty(setup.in_shapes[0], FLOAT32) if setup.needs_input_grad else None
+        self.out_address = self.out.ctypes.data
+        self.grad_x_address = None if self.grad_x is None else self.grad_x.ctypes.data
         self.x = Operand(f"layer '{setup.name}': input", setup.in_shapes[0], avoid=(self.out,))
         self.grad_out = Operand(f"layer '{setup.name}': output gradient", setup.out_shape,
-                                avoid=(self.grad_x,))
+                                avoid=() if self.grad_x is None else (self.grad_x,))
 
     def forward(self, inputs, params, buffers, training):
         self.lib.global_avg_pool2d_forward(*self.sizes, self.x.address(inputs[0]), self.out_address)
         return self.out
 
     def backward(self, grad_out, params, grads):
+        if self.grad_x is None:
+            return [None]
         self.lib.global_avg_pool2d_backward(*self.sizes, self.grad_out.address(grad_out), self.grad_x_address)
         return [self.grad_x]
 

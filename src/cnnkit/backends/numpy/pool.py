@@ -27,7 +27,8 @@ class Pool2d:
         self.window = pool_window(self.layer, setup.attrs, (c, h, w))
         self.taps = taps(self.window)
         self.out = np.empty(setup.out_shape, setup.dtype)
-        self.grad_x = np.empty(setup.in_shapes[0], setup.dtype)
+        # The network's input needs no gradient: backward then returns [None] and computes nothing.
+        self.grad_x = np.empty(setup.in_shapes[0], setup.dtype) if setup.needs_input_grad else None
         every_output = (slice(0, self.window.out_hw[0]), slice(0, self.window.out_hw[1]))
         # The first tap reaches every output unless the top/left padding hides it from some.
         self.first_fills = self.taps[0].out == every_output
@@ -72,6 +73,8 @@ class MaxPool2d(Pool2d):
         `free` marks the windows whose maximum has not been met yet; a tap's `hit` is where it reads the
         maximum of a still-free window.
         """
+        if self.grad_x is None:
+            return [None]
         if self.zero_grad:
             self.grad_x.fill(0)
         self.free.fill(True)
@@ -116,6 +119,8 @@ class AvgPool2d(Pool2d):
         return self.out
 
     def backward(self, grad_out, params, grads):
+        if self.grad_x is None:
+            return [None]
         np.multiply(grad_out, self.scale, out=self.scaled_grad)
         if self.zero_grad:
             self.grad_x.fill(0)
@@ -151,7 +156,7 @@ class GlobalAvgPool2d:
     def __init__(self, setup: OpSetup) -> None:
         n, c, h, w = setup.in_shapes[0]
         self.out = np.empty(setup.out_shape, setup.dtype)
-        self.grad_x = np.empty(setup.in_shapes[0], setup.dtype)
+        self.grad_x = np.empty(setup.in_shapes[0], setup.dtype) if setup.needs_input_grad else None
         self.flat = (n, c, h * w)
         self.scale = 1.0 / (h * w)
 
@@ -161,6 +166,8 @@ class GlobalAvgPool2d:
         return self.out
 
     def backward(self, grad_out, params, grads):
+        if self.grad_x is None:
+            return [None]
         grad = grad_out.reshape(*self.flat[:2], 1)
         np.multiply(grad, self.scale, out=self.grad_x.reshape(self.flat))
         return [self.grad_x]

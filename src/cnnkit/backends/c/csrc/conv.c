@@ -365,7 +365,8 @@ int cnk_conv2d_forward(const cnk_conv2d_shape *s, const float *x, const float *w
         cnk_gemm_pack_a(&a, packed + group * fg * f.g.taps);
     }
     f.packed = packed;
-    int status = cnk_parallel_for(s->batch * f.blocks, forward_chunk, &f);
+    double fmas = (double)s->batch * s->filters * f.g.taps * f.g.pixels;
+    int status = cnk_parallel_for_work(s->batch * f.blocks, cnk_fma_work(fmas), forward_chunk, &f);
     free(packed);
     return status;
 }
@@ -717,7 +718,8 @@ int cnk_conv2d_backward(const cnk_conv2d_shape *s, const float *grad_out, const 
     int dx_as_conv = grad_x != NULL && !b.g.direct && transposed_shape(s, &t);
     if (dx_as_conv)
         b.grad_x = NULL; /* weight and bias gradients only; the input gradient below */
-    int status = cnk_parallel_for(b.groups, backward_chunk, &b);
+    double fmas = (double)s->batch * s->filters * b.g.taps * b.g.pixels * (b.grad_x != NULL ? 2 : 1);
+    int status = cnk_parallel_for_work(b.groups, cnk_fma_work(fmas), backward_chunk, &b);
     int64_t stride = b.g.weights + s->filters;
     if (status == CNK_OK)
         status = cnk_reduce_partials(partials, b.groups, stride, b.g.weights, grad_weight);

@@ -345,7 +345,7 @@ int cnk_gemm_parallel(const cnk_gemm_args *g)
 {
     gemm_grid grid = make_grid(g);
     int64_t chunks = cnk_ceil_div(g->m, grid.row_step) * grid.col_blocks;
-    return cnk_parallel_for(chunks, grid_chunk, &grid);
+    return cnk_parallel_for_work(chunks, cnk_fma_work((double)g->m * g->n * g->k), grid_chunk, &grid);
 }
 
 int cnk_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,

@@ -44,6 +44,56 @@ static int ce_chunk(void *ctx_, int64_t chunk, int worker)
     return CNK_OK;
 }
 
+typedef struct {
+    int64_t n, k, rows;
+    const float *logits;
+    const int64_t *labels;
+    float scale;
+    double *row_loss;
+    float *grad;
+} mse_ctx;
+
+static int mse_chunk(void *ctx_, int64_t chunk, int worker)
+{
+    (void)worker;
+    const mse_ctx *c = ctx_;
+    int64_t k = c->k;
+    for (int64_t i = chunk * c->rows; i < cnk_min(c->n, (chunk + 1) * c->rows); i++) {
+        const float *z = c->logits + i * k;
+        float *g = c->grad + i * k;
+        int64_t label = c->labels[i];
+        double sum = 0.0;
+        for (int64_t j = 0; j < k; j++) {
+            float d = j == label ? z[j] - 1.0f : z[j];
+            sum += (double)d * (double)d;
+            g[j] = d * c->scale;
+        }
+        c->row_loss[i] = sum;
+    }
+    return CNK_OK;
+}
+
+int cnk_mse_forward(int64_t n, int64_t k, const float *logits, const int64_t *labels, double *row_loss,
+                    float *grad, double *loss)
+{
+    if (!cnk_size_ok(n) || !cnk_size_ok(k) || !cnk_product_ok(n, k, 1, 1) || logits == NULL || labels == NULL ||
+        row_loss == NULL || grad == NULL || loss == NULL)
+        return CNK_EINVAL;
+    for (int64_t i = 0; i < n; i++)
+        if (labels[i] < 0 || labels[i] >= k)
+            return CNK_EINVAL;
+    double size = (double)n * (double)k;
+    mse_ctx c = {n, k, cnk_max(1, ROWS_FLOATS / k), logits, labels, (float)(2.0 / size), row_loss, grad};
+    int status = cnk_parallel_for_work(cnk_ceil_div(n, c.rows), n * k * CNK_WORK_PER_FLOAT, mse_chunk, &c);
+    if (status != CNK_OK)
+        return status;
+    double total = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        total += row_loss[i];
+    *loss = total / size;
+    return CNK_OK;
+}
+
 int cnk_cross_entropy_forward(int64_t n, int64_t k, const float *logits, const int64_t *labels, double smoothing,
                               double *row_loss, float *grad, double *loss)
 {
@@ -54,7 +104,7 @@ int cnk_cross_entropy_forward(int64_t n, int64_t k, const float *logits, const i
         if (labels[i] < 0 || labels[i] >= k)
             return CNK_EINVAL;
     ce_ctx c = {n, k, cnk_max(1, ROWS_FLOATS / k), logits, labels, (float)smoothing, row_loss, grad};
-    int status = cnk_parallel_for(cnk_ceil_div(n, c.rows), ce_chunk, &c);
+    int status = cnk_parallel_for_work(cnk_ceil_div(n, c.rows), 4 * n * k * CNK_WORK_PER_FLOAT, ce_chunk, &c);
     if (status != CNK_OK)
         return status;
     double total = 0.0;

@@ -156,7 +156,7 @@ int cnk_batch_norm_forward(int64_t batch, int64_t channels, int64_t size, const 
     norm_ctx k = {.batch = batch, .channels = channels, .size = size, .x = x, .weight = weight, .bias = bias,
                   .running_mean = running_mean, .running_var = running_var, .momentum = momentum, .eps = eps,
                   .training = training, .mean = mean, .inv_std = inv_std, .out = out};
-    return cnk_parallel_for(channels, forward_channel, &k);
+    return cnk_parallel_for_work(channels, 2 * batch * channels * size * CNK_WORK_PER_FLOAT, forward_channel, &k);
 }
 
 int cnk_batch_norm_backward(int64_t batch, int64_t channels, int64_t size, const float *x, const float *grad_out,
@@ -169,5 +169,5 @@ int cnk_batch_norm_backward(int64_t batch, int64_t channels, int64_t size, const
     norm_ctx k = {.batch = batch, .channels = channels, .size = size, .x = x, .grad_out = grad_out,
                   .weight = weight, .training = training, .saved_mean = mean, .saved_inv_std = inv_std,
                   .grad_weight = grad_weight, .grad_bias = grad_bias, .grad_x = grad_x};
-    return cnk_parallel_for(channels, backward_channel, &k);
+    return cnk_parallel_for_work(channels, 3 * batch * channels * size * CNK_WORK_PER_FLOAT, backward_channel, &k);
 }

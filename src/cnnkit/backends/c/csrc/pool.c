@@ -46,7 +46,8 @@ static int run_planes(const cnk_pool2d_shape *s, pool_ctx *ctx, cnk_chunk_fn fn)
     ctx->s = s;
     ctx->planes = s->batch * s->channels;
     ctx->per_chunk = cnk_max(1, CHUNK_FLOATS / (s->height * s->width));
-    return cnk_parallel_for(cnk_ceil_div(ctx->planes, ctx->per_chunk), fn, ctx);
+    int64_t work = ctx->planes * s->height * s->width * CNK_WORK_PER_FLOAT;
+    return cnk_parallel_for_work(cnk_ceil_div(ctx->planes, ctx->per_chunk), work, fn, ctx);
 }
 
 /* Window [r0, r1) x [q0, q1) of output (oh, ow), clipped to the input. */
@@ -320,7 +321,7 @@ static int global_run(int64_t planes, int64_t size, const float *in, float *out,
         out == NULL)
         return CNK_EINVAL;
     global_ctx c = {planes, size, cnk_max(1, CHUNK_FLOATS / size), in, out};
-    return cnk_parallel_for(cnk_ceil_div(planes, c.per_chunk), fn, &c);
+    return cnk_parallel_for_work(cnk_ceil_div(planes, c.per_chunk), planes * size * CNK_WORK_PER_FLOAT, fn, &c);
 }
 
 int cnk_global_avg_pool2d_forward(int64_t planes, int64_t size, const float *x, float *out)

@@ -28,5 +28,5 @@ static int reduce_chunk(void *ctx_, int64_t chunk, int worker)
 int cnk_reduce_partials(const float *partials, int64_t count, int64_t stride, int64_t size, float *out)
 {
     reduce_ctx r = {partials, count, stride, size, out};
-    return cnk_parallel_for(cnk_ceil_div(size, BLOCK), reduce_chunk, &r);
+    return cnk_parallel_for_work(cnk_ceil_div(size, BLOCK), count * size * CNK_WORK_PER_FLOAT, reduce_chunk, &r);
 }

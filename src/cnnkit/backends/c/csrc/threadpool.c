@@ -223,16 +223,22 @@ static void start_workers(void)
 
 int cnk_parallel_for(int64_t chunks, cnk_chunk_fn fn, void *ctx)
 {
+    return cnk_parallel_for_work(chunks, INT64_MAX, fn, ctx);
+}
+
+int cnk_parallel_for_work(int64_t chunks, int64_t work, cnk_chunk_fn fn, void *ctx)
+{
     if (chunks <= 0)
         return CNK_OK;
     if (current_worker >= 0)
         return run_inline(chunks, fn, ctx, current_worker);
     pthread_mutex_lock(&pool.call_lock);
     current_worker = 0;
-    if (!pool.started && atomic_load(&pool.threads) > 1)
+    int inline_only = chunks == 1 || work < CNK_INLINE_WORK;
+    if (!inline_only && !pool.started && atomic_load(&pool.threads) > 1)
         start_workers();
     int status;
-    if (pool.workers == 0 || chunks == 1) {
+    if (inline_only || pool.workers == 0) {
         status = run_inline(chunks, fn, ctx, 0);
     } else {
         pool.fn = fn;

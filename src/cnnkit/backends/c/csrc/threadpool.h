@@ -25,6 +25,28 @@ typedef int (*cnk_chunk_fn)(void *ctx, int64_t chunk, int worker);
  * and returns when all are done. */
 int cnk_parallel_for(int64_t chunks, cnk_chunk_fn fn, void *ctx);
 
+/* Work estimates for cnk_parallel_for_work, in units of about a nanosecond of one core: a float streamed
+ * through an elementwise kernel costs CNK_WORK_PER_FLOAT, a multiply-add of a GEMM 1 / CNK_FMAS_PER_WORK. */
+#define CNK_WORK_PER_FLOAT 1
+#define CNK_FMAS_PER_WORK 16
+/* A region estimated below this runs inline on the calling thread: waking the workers would cost more
+ * (-DCNK_INLINE_WORK=0 turns this off, for measuring). */
+#ifndef CNK_INLINE_WORK
+#define CNK_INLINE_WORK 20000
+#endif
+
+/* The work of `fmas` multiply-adds (a double, so huge products saturate instead of overflowing). */
+static inline int64_t cnk_fma_work(double fmas)
+{
+    double work = fmas / CNK_FMAS_PER_WORK;
+    return work >= 9e18 ? INT64_MAX : (int64_t)work;
+}
+
+/* As cnk_parallel_for, but runs the chunks inline on the calling thread when `work` (the whole region's
+ * estimate, in the units above) is below CNK_INLINE_WORK. The chunks are the same either way, so results
+ * do not change; only where they run does. */
+int cnk_parallel_for_work(int64_t chunks, int64_t work, cnk_chunk_fn fn, void *ctx);
+
 /* Scratch slots: per-worker workspaces that live as long as the process and only grow. A chunk may use
  * its worker's slots freely; their contents do not survive the chunk. GEMM uses the GEMM slots, so a
  * chunk that calls cnk_gemm_serial keeps its own data in CNK_SCRATCH_KERNEL. */
