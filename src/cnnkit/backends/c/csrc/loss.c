@@ -73,43 +73,51 @@ static int mse_chunk(void *ctx_, int64_t chunk, int worker)
     return CNK_OK;
 }
 
-int cnk_mse_forward(int64_t n, int64_t k, const float *logits, const int64_t *labels, double *row_loss,
-                    float *grad, double *loss)
+/* Whether the arguments every fused loss takes are usable, labels included (each in [0, k)). */
+static int loss_args_ok(int64_t n, int64_t k, const float *logits, const int64_t *labels, const double *row_loss,
+                        const float *grad, const double *loss)
 {
     if (!cnk_size_ok(n) || !cnk_size_ok(k) || !cnk_product_ok(n, k, 1, 1) || logits == NULL || labels == NULL ||
         row_loss == NULL || grad == NULL || loss == NULL)
-        return CNK_EINVAL;
+        return 0;
     for (int64_t i = 0; i < n; i++)
         if (labels[i] < 0 || labels[i] >= k)
-            return CNK_EINVAL;
+            return 0;
+    return 1;
+}
+
+/* The rows' losses added in row order, so the total does not depend on the thread count. */
+static double sum_rows(const double *row_loss, int64_t n)
+{
+    double total = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        total += row_loss[i];
+    return total;
+}
+
+int cnk_mse_forward(int64_t n, int64_t k, const float *logits, const int64_t *labels, double *row_loss,
+                    float *grad, double *loss)
+{
+    if (!loss_args_ok(n, k, logits, labels, row_loss, grad, loss))
+        return CNK_EINVAL;
     double size = (double)n * (double)k;
     mse_ctx c = {n, k, cnk_max(1, ROWS_FLOATS / k), logits, labels, (float)(2.0 / size), row_loss, grad};
     int status = cnk_parallel_for_work(cnk_ceil_div(n, c.rows), n * k * CNK_WORK_PER_FLOAT, mse_chunk, &c);
     if (status != CNK_OK)
         return status;
-    double total = 0.0;
-    for (int64_t i = 0; i < n; i++)
-        total += row_loss[i];
-    *loss = total / size;
+    *loss = sum_rows(row_loss, n) / size;
     return CNK_OK;
 }
 
 int cnk_cross_entropy_forward(int64_t n, int64_t k, const float *logits, const int64_t *labels, double smoothing,
                               double *row_loss, float *grad, double *loss)
 {
-    if (!cnk_size_ok(n) || !cnk_size_ok(k) || !cnk_product_ok(n, k, 1, 1) || logits == NULL || labels == NULL ||
-        row_loss == NULL || grad == NULL || loss == NULL || !(smoothing >= 0.0 && smoothing < 1.0))
+    if (!loss_args_ok(n, k, logits, labels, row_loss, grad, loss) || !(smoothing >= 0.0 && smoothing < 1.0))
         return CNK_EINVAL;
-    for (int64_t i = 0; i < n; i++)
-        if (labels[i] < 0 || labels[i] >= k)
-            return CNK_EINVAL;
     ce_ctx c = {n, k, cnk_max(1, ROWS_FLOATS / k), logits, labels, (float)smoothing, row_loss, grad};
     int status = cnk_parallel_for_work(cnk_ceil_div(n, c.rows), 4 * n * k * CNK_WORK_PER_FLOAT, ce_chunk, &c);
     if (status != CNK_OK)
         return status;
-    double total = 0.0;
-    for (int64_t i = 0; i < n; i++)
-        total += row_loss[i];
-    *loss = total / (double)n;
+    *loss = sum_rows(row_loss, n) / (double)n;
     return CNK_OK;
 }
