@@ -1,7 +1,8 @@
 """conv2d on the C backend through each of its code paths (csrc/conv.h): stride-1 "wide rows" with the direct
 weight gradient (rows of >= 128 wide pixels) or the GEMM one, the input gradient as a transposed conv (>= 16
-input channels per group) or by col2im, strided implicit im2col, and direct 1x1 convs; each against the
-NumPy backend, and bitwise equal for 1 to 4 threads."""
+input channels per group) or by col2im, strided implicit im2col, and direct 1x1 convs; at batch 1 most of
+them also split their filters into blocks; each against the NumPy backend, and bitwise equal for 1 to 4
+threads."""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ CASES = {
     "stride 2: implicit im2col": ((6, 33, 35), dict(filters=10, kernel=3, stride=2, padding=1)),
     "1x1: direct": ((4, 12, 50), dict(filters=8, kernel=1)),
     "no bias": ((5, 30, 30), dict(filters=9, kernel=4, bias=False)),
+    "groups, many filters: split into blocks at batch 1": ((32, 10, 10), dict(filters=56, kernel=3, padding=1,
+                                                                              groups=2)),
 }
 
 

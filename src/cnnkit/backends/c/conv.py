@@ -15,7 +15,7 @@ from cnnkit.registry import Kernel, OpSetup
 
 
 class Conv2d:
-    """Owns its output, input gradient and partial sums, made once; C fills them on each call."""
+    """Owns its output, input gradient and workspace, made once; C fills them on each call."""
 
     def __init__(self, setup: OpSetup) -> None:
         checks.require_float32(setup)
@@ -32,11 +32,9 @@ class Conv2d:
         self.shape = Conv2dShape(n, c, h, w, attrs["filters"], attrs["groups"], *window.kernel,
                                  *window.stride, *window.dilation, window.pads[0], window.pads[1],
                                  *window.out_hw)
-        cols, partials = ctypes.c_int64(), ctypes.c_int64()
-        self.lib.conv2d_workspace(self.shape, cols, partials)
-        # C never stores the columns (it packs them from x), so `cols` is 0; kept for callers of old builds.
-        self.cols = np.empty(cols.value, FLOAT32) if cols.value else None
-        self.partials = np.empty(partials.value, FLOAT32)
+        floats = ctypes.c_int64()
+        self.lib.conv2d_workspace(self.shape, floats)
+        self.workspace = np.empty(floats.value, FLOAT32)
         self.out = np.empty(out_shape, FLOAT32)
         self.grad_x = np.empty(x_shape, FLOAT32) if setup.needs_input_grad else None
         self.x = Operand(f"layer '{setup.name}': input", x_shape, avoid=(self.out,))
@@ -47,22 +45,21 @@ class Conv2d:
         self.grad_weight = Operand(f"layer '{setup.name}': weight gradient", weight_shape, output=True)
         self.grad_bias = Operand(f"layer '{setup.name}': bias gradient", (attrs["filters"],), output=True)
         self.addresses = {name: None if array is None else array.ctypes.data for name, array in
-                          (("cols", self.cols), ("partials", self.partials), ("out", self.out),
-                           ("grad_x", self.grad_x))}
+                          (("workspace", self.workspace), ("out", self.out), ("grad_x", self.grad_x))}
         self.shape_ref = ctypes.byref(self.shape)
 
     def forward(self, inputs, params, buffers, training):
         (x,) = inputs
         bias = self.bias.address(params["bias"]) if "bias" in params else None
         self.lib.conv2d_forward(self.shape_ref, self.x.address(x), self.weight.address(params["weight"]),
-                                bias, self.addresses["cols"], self.addresses["out"])
+                                bias, self.addresses["workspace"], self.addresses["out"])
         return self.out
 
     def backward(self, grad_out, params, grads):
         grad_bias = self.grad_bias.address(grads["bias"]) if "bias" in grads else None
         self.lib.conv2d_backward(self.shape_ref, self.grad_out.address(grad_out),
                                  self.weight.address(params["weight"]), self.x.current,
-                                 self.addresses["partials"],
+                                 self.addresses["workspace"],
                                  self.grad_weight.address(grads["weight"]), grad_bias,
                                  self.addresses["grad_x"])
         return [self.grad_x]

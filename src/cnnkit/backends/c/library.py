@@ -67,7 +67,7 @@ SIGNATURES: dict[str, tuple[Any, tuple[Any, ...]]] = {
     # gemm.h: trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc, bias_rows, bias_cols, accumulate
     "cnk_sgemm": (STATUS, (c_int, c_int, _I, _I, _I, _P, _I, _P, _I, _P, _I, _P, _P, c_int)),
     # conv.h
-    "cnk_conv2d_workspace": (STATUS, (POINTER(Conv2dShape), POINTER(c_int64), POINTER(c_int64))),
+    "cnk_conv2d_workspace": (STATUS, (POINTER(Conv2dShape), POINTER(c_int64))),
     "cnk_conv2d_forward": (STATUS, (POINTER(Conv2dShape), _P, _P, _P, _P, _P)),
     "cnk_conv2d_backward": (STATUS, (POINTER(Conv2dShape), _P, _P, _P, _P, _P, _P, _P)),
     # linear.h: batch, features, units, then the arrays

@@ -1,6 +1,5 @@
 #include "conv.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 #if defined(__AVX512F__)
@@ -11,9 +10,14 @@
 #include "reduce.h"
 #include "threadpool.h"
 
-/* Forward runs one chunk per (image, block of output rows), each block about this many output pixels
- * wide: enough columns for the GEMM, and work for every thread even at batch 1. */
+/* Forward runs one chunk per (image, block of output rows, block of filters), each row block about this
+ * many output pixels wide: enough columns for the GEMM. Filters are split only when there are fewer than
+ * CHUNKS_PER_THREAD (image, row block) pairs per thread, so that small batches still give every thread
+ * work: every chunk then packs the same columns again, which one thread need not pay for. The split may
+ * depend on the thread count because it changes no result: each output is the same chain of FMAs in any
+ * block (csrc/gemm.h). */
 #define FORWARD_BLOCK_PIXELS 256
+#define CHUNKS_PER_THREAD 2
 /* Backward sums weight and bias gradients over at most this many fixed groups of images. */
 #define BACKWARD_GROUPS 8
 /* Stride-1 backward computes dW with direct_weight_gradient (AVX-512 builds) when the padded wide rows are
@@ -67,13 +71,14 @@ static geometry geometry_of(const cnk_conv2d_shape *s)
 
 static int64_t backward_groups(const cnk_conv2d_shape *s) { return cnk_min(s->batch, BACKWARD_GROUPS); }
 
-int cnk_conv2d_workspace(const cnk_conv2d_shape *s, int64_t *cols, int64_t *partials)
+int cnk_conv2d_workspace(const cnk_conv2d_shape *s, int64_t *floats)
 {
-    if (s == NULL || cols == NULL || partials == NULL || !shape_ok(s))
+    if (s == NULL || floats == NULL || !shape_ok(s))
         return CNK_EINVAL;
     geometry g = geometry_of(s);
-    *cols = 0; /* columns are never stored (forward packs them from x, backward rebuilds them per image) */
-    *partials = backward_groups(s) * (g.weights + s->filters);
+    /* backward: per-chunk partial sums, then the flipped weights and their packed copy; forward packs the
+     * weights at the start */
+    *floats = backward_groups(s) * (g.weights + s->filters) + 2 * g.weights;
     return CNK_OK;
 }
 
@@ -268,9 +273,10 @@ static void pack_wide(const void *ctx, int64_t p0, int64_t kc, int64_t j0, int64
     }
 }
 
+/* Output rows [oh0, oh1) of filters [f0, f1) of each group, of one image. */
 static int forward_wide(const cnk_conv2d_shape *s, const geometry *g, const float *x, const float *weight,
-                        const float *packed, const float *bias, float *out, int64_t oh0, int64_t oh1,
-                        int worker)
+                        const float *packed, const float *bias, float *out, int64_t oh0, int64_t oh1, int64_t f0,
+                        int64_t f1, int worker)
 {
     int64_t kh1 = (s->kernel_h - 1) * s->dilation_h, kw1 = (s->kernel_w - 1) * s->dilation_w;
     int64_t rows = oh1 - oh0, local_rows = rows + kh1, wp = s->out_w + kw1, plane = local_rows * wp;
@@ -296,10 +302,10 @@ static int forward_wide(const cnk_conv2d_shape *s, const geometry *g, const floa
             .packed_a = packed + group * fg * g->taps, .pack_b = pack_wide, .pack_b_ctx = &source, .c = wide_out, .ldc = wide,
             .bias_rows = bias != NULL ? bias + group * fg : NULL,
         };
-        int status = cnk_gemm_serial(&gemm, worker);
+        int status = cnk_gemm_serial_rows(&gemm, f0, f1, worker);
         if (status != CNK_OK)
             return status;
-        for (int64_t f = 0; f < fg; f++)
+        for (int64_t f = f0; f < f1; f++)
             for (int64_t oh = 0; oh < rows; oh++)
                 memcpy(out + (group * fg + f) * g->pixels + (oh0 + oh) * s->out_w, wide_out + f * wide + oh * wp,
                        sizeof(float) * (size_t)s->out_w);
@@ -310,6 +316,7 @@ static int forward_wide(const cnk_conv2d_shape *s, const geometry *g, const floa
 typedef struct {
     geometry g;
     int64_t block_rows, blocks;
+    int64_t filter_rows, filter_blocks; /* filters per block (a multiple of the GEMM's row step), blocks */
     const float *x, *weight, *bias;
     const float *packed; /* the weights as cnk_gemm_pack_a packs them, per group */
     float *out;
@@ -319,15 +326,17 @@ static int forward_chunk(void *ctx_, int64_t chunk, int worker)
 {
     const forward_ctx *f = ctx_;
     const cnk_conv2d_shape *s = f->g.s;
+    int64_t fg = f->g.per_group_filters;
+    int64_t f0 = chunk % f->filter_blocks * f->filter_rows, f1 = cnk_min(fg, f0 + f->filter_rows);
+    chunk /= f->filter_blocks;
     int64_t n = chunk / f->blocks;
     int64_t oh0 = chunk % f->blocks * f->block_rows, oh1 = cnk_min(s->out_h, oh0 + f->block_rows);
     const float *x = f->x + n * f->g.image;
     if (!f->g.direct && s->stride_h == 1 && s->stride_w == 1)
         return forward_wide(s, &f->g, x, f->weight, f->packed, f->bias, f->out + n * s->filters * f->g.pixels, oh0, oh1,
-                            worker);
+                            f0, f1, worker);
     int64_t group_channels = s->channels / s->groups;
     for (int64_t group = 0; group < s->groups; group++) {
-        int64_t fg = f->g.per_group_filters;
         column_source source = {s, x + group * group_channels * s->height * s->width, oh0 * s->out_w};
         cnk_gemm_args gemm = {
             .m = fg, .n = (oh1 - oh0) * s->out_w, .k = f->g.taps,
@@ -339,48 +348,77 @@ static int forward_chunk(void *ctx_, int64_t chunk, int worker)
             .c = f->out + (n * s->filters + group * fg) * f->g.pixels + oh0 * s->out_w, .ldc = f->g.pixels,
             .bias_rows = f->bias != NULL ? f->bias + group * fg : NULL,
         };
-        int status = cnk_gemm_serial(&gemm, worker);
+        int status = cnk_gemm_serial_rows(&gemm, f0, f1, worker);
         if (status != CNK_OK)
             return status;
     }
     return CNK_OK;
 }
 
-int cnk_conv2d_forward(const cnk_conv2d_shape *s, const float *x, const float *weight, const float *bias,
-                       float *cols, float *out)
+/* Blocks of filters (per group) for `pairs` chunks of other work: one block when the pairs give each thread
+ * CHUNKS_PER_THREAD, else enough blocks to, each a multiple of the GEMM's row step. */
+static void split_filters(int64_t filters, int64_t pairs, int64_t *rows, int64_t *blocks)
 {
-    (void)cols;
-    if (s == NULL || !shape_ok(s) || x == NULL || weight == NULL || out == NULL)
-        return CNK_EINVAL;
-    forward_ctx f = {.g = geometry_of(s), .x = x, .weight = weight, .bias = bias, .out = out};
+    int64_t step = cnk_gemm_row_step(), threads = cnk_get_num_threads();
+    int64_t wanted = threads == 1 ? 1 : cnk_max(1, cnk_ceil_div(CHUNKS_PER_THREAD * threads, pairs));
+    *rows = cnk_min(filters, cnk_ceil_div(cnk_ceil_div(filters, wanted), step) * step);
+    *blocks = cnk_ceil_div(filters, *rows);
+}
+
+/* The forward pass with the weights packed into `packed` (weights floats) first. */
+static int forward(const cnk_conv2d_shape *s, const float *x, const float *weight, const float *bias, float *packed,
+                   float *out)
+{
+    forward_ctx f = {.g = geometry_of(s), .x = x, .weight = weight, .bias = bias, .packed = packed, .out = out};
     f.block_rows = cnk_min(s->out_h, cnk_ceil_div(FORWARD_BLOCK_PIXELS, s->out_w));
     f.blocks = cnk_ceil_div(s->out_h, f.block_rows);
+    split_filters(f.g.per_group_filters, s->batch * f.blocks, &f.filter_rows, &f.filter_blocks);
     /* Every chunk multiplies by the same weights: pack them for the GEMM once, not once per chunk. */
-    float *packed = malloc(sizeof(float) * (size_t)f.g.weights);
-    if (packed == NULL)
-        return CNK_ENOMEM;
     int64_t fg = f.g.per_group_filters;
     for (int64_t group = 0; group < s->groups; group++) {
         cnk_gemm_args a = {.m = fg, .k = f.g.taps, .a = weight + group * fg * f.g.taps, .lda = f.g.taps};
         cnk_gemm_pack_a(&a, packed + group * fg * f.g.taps);
     }
-    f.packed = packed;
     double fmas = (double)s->batch * s->filters * f.g.taps * f.g.pixels;
-    int status = cnk_parallel_for_work(s->batch * f.blocks, cnk_fma_work(fmas), forward_chunk, &f);
-    free(packed);
-    return status;
+    return cnk_parallel_for_work(s->batch * f.blocks * f.filter_blocks, cnk_fma_work(fmas), forward_chunk, &f);
+}
+
+int cnk_conv2d_forward(const cnk_conv2d_shape *s, const float *x, const float *weight, const float *bias,
+                       float *workspace, float *out)
+{
+    if (s == NULL || !shape_ok(s) || x == NULL || weight == NULL || workspace == NULL || out == NULL)
+        return CNK_EINVAL;
+    return forward(s, x, weight, bias, workspace, out);
 }
 
 typedef struct {
     geometry g;
     int64_t groups; /* of images */
+    int64_t filter_rows, filter_blocks; /* as forward's: split only when grad_x is not computed here */
     const float *grad_out, *weight, *x;
     float *partials, *grad_bias, *grad_x;
 } backward_ctx;
 
-/* dW_n = g_n cols_n^T, summed over this group's images into its partials (then db likewise). */
+/* db for filters [f0, f1) of each group from one image's output gradient g (rows `ld` floats apart, each
+ * `pixels` long), into (or, with accumulate, added to) the partial sums after the weights'. */
+static void bias_gradient(const backward_ctx *b, const float *g, int64_t ld, int accumulate, float *partial,
+                          int64_t f0, int64_t f1)
+{
+    if (b->grad_bias == NULL)
+        return;
+    float *bias = partial + b->g.weights;
+    int64_t fg = b->g.per_group_filters;
+    for (int64_t group = 0; group < b->g.s->groups; group++)
+        for (int64_t f = group * fg + f0; f < group * fg + f1; f++) {
+            float sum = cnk_sum(g + f * ld, b->g.pixels);
+            bias[f] = accumulate ? bias[f] + sum : sum;
+        }
+}
+
+/* Rows [f0, f1) (of each group's filters) of dW_n = g_n cols_n^T, summed over this group's images into its
+ * partials (then db likewise). */
 static int weight_gradient(const backward_ctx *b, int64_t n, const float *cols, int accumulate, float *partial,
-                           int worker)
+                           int64_t f0, int64_t f1, int worker)
 {
     const cnk_conv2d_shape *s = b->g.s;
     const float *g = b->grad_out + n * s->filters * b->g.pixels;
@@ -392,17 +430,11 @@ static int weight_gradient(const backward_ctx *b, int64_t n, const float *cols, 
             .b = cols + group * b->g.taps * b->g.pixels, .ldb = b->g.pixels,
             .c = partial + group * fg * b->g.taps, .ldc = b->g.taps, .accumulate = accumulate,
         };
-        int status = cnk_gemm_serial(&gemm, worker);
+        int status = cnk_gemm_serial_rows(&gemm, f0, f1, worker);
         if (status != CNK_OK)
             return status;
     }
-    if (b->grad_bias != NULL) {
-        float *bias = partial + b->g.weights;
-        for (int64_t f = 0; f < s->filters; f++) {
-            float sum = cnk_sum(g + f * b->g.pixels, b->g.pixels);
-            bias[f] = accumulate ? bias[f] + sum : sum;
-        }
-    }
+    bias_gradient(b, g, b->g.pixels, accumulate, partial, f0, f1);
     return CNK_OK;
 }
 
@@ -513,7 +545,8 @@ static const dw_fn dw_table[DW_FB][DW_TB] = {DW_ENTRY(1) DW_ENTRY(2) DW_ENTRY(3)
                                                  DW_ENTRY(6)};
 
 static void direct_weight_gradient(const cnk_conv2d_shape *s, const geometry *geo, const wide_geometry *w,
-                                   const float *g_wide, const float *local, float *partial, int accumulate)
+                                   const float *g_wide, const float *local, float *partial, int accumulate,
+                                   int64_t f0, int64_t f1)
 {
     int64_t taps = s->kernel_h * s->kernel_w, fg = geo->per_group_filters, gtaps = geo->taps;
     int64_t group_channels = s->channels / s->groups;
@@ -526,23 +559,25 @@ static void direct_weight_gradient(const cnk_conv2d_shape *s, const geometry *ge
                 src[b] = local + c * w->plane + t % taps / s->kernel_w * s->dilation_h * w->wp +
                          t % s->kernel_w * s->dilation_w;
             }
-            for (int64_t f0 = 0; f0 < fg; f0 += DW_FB) {
-                int fb = (int)cnk_min(DW_FB, fg - f0);
-                dw_table[fb - 1][tb - 1](g_wide + (group * fg + f0) * w->gw, w->gw, src,
-                                         partial + (group * fg + f0) * gtaps + t0, gtaps, accumulate);
+            for (int64_t f = f0; f < f1; f += DW_FB) {
+                int fb = (int)cnk_min(DW_FB, f1 - f);
+                dw_table[fb - 1][tb - 1](g_wide + (group * fg + f) * w->gw, w->gw, src,
+                                         partial + (group * fg + f) * gtaps + t0, gtaps, accumulate);
             }
         }
 }
 #else
 static void direct_weight_gradient(const cnk_conv2d_shape *s, const geometry *geo, const wide_geometry *w,
-                                   const float *g_wide, const float *local, float *partial, int accumulate)
+                                   const float *g_wide, const float *local, float *partial, int accumulate,
+                                   int64_t f0, int64_t f1)
 {
-    (void)s, (void)geo, (void)w, (void)g_wide, (void)local, (void)partial, (void)accumulate;
+    (void)s, (void)geo, (void)w, (void)g_wide, (void)local, (void)partial, (void)accumulate, (void)f0, (void)f1;
 }
 #endif
 
+/* Filters [f0, f1) of each group (all of them when grad_x is computed here). */
 static int backward_wide(const backward_ctx *b, const wide_geometry *w, int64_t n, int accumulate,
-                         float *partial, float *scratch, int worker)
+                         float *partial, float *scratch, int64_t f0, int64_t f1, int worker)
 {
     const cnk_conv2d_shape *s = b->g.s;
     int64_t all_taps = s->channels * s->kernel_h * s->kernel_w, fg = b->g.per_group_filters;
@@ -558,18 +593,19 @@ static int backward_wide(const backward_ctx *b, const wide_geometry *w, int64_t 
     for (int64_t k = s->channels * w->plane; k < w->local_floats; k++)
         local[k] = 0.0f;
     int64_t taps = s->kernel_h * s->kernel_w;
-    for (int64_t f = 0; f < s->filters; f++) {
-        for (int64_t oh = 0; oh < s->out_h; oh++) {
-            float *dst = g_wide + f * w->gw + oh * w->wp;
-            memcpy(dst, g + f * b->g.pixels + oh * s->out_w, sizeof(float) * (size_t)s->out_w);
-            for (int64_t k = s->out_w; k < w->wp; k++)
-                dst[k] = 0.0f;
+    for (int64_t group = 0; group < s->groups; group++)
+        for (int64_t f = group * fg + f0; f < group * fg + f1; f++) {
+            for (int64_t oh = 0; oh < s->out_h; oh++) {
+                float *dst = g_wide + f * w->gw + oh * w->wp;
+                memcpy(dst, g + f * b->g.pixels + oh * s->out_w, sizeof(float) * (size_t)s->out_w);
+                for (int64_t k = s->out_w; k < w->wp; k++)
+                    dst[k] = 0.0f;
+            }
+            for (int64_t k = w->wide; k < w->gw; k++)
+                g_wide[f * w->gw + k] = 0.0f;
         }
-        for (int64_t k = w->wide; k < w->gw; k++)
-            g_wide[f * w->gw + k] = 0.0f;
-    }
     if (w->direct_dw)
-        direct_weight_gradient(s, &b->g, w, g_wide, local, partial, accumulate);
+        direct_weight_gradient(s, &b->g, w, g_wide, local, partial, accumulate, f0, f1);
     for (int64_t t = 0; t < all_taps && !w->direct_dw; t++) {
         const float *src = local + t / taps * w->plane + t % taps / s->kernel_w * s->dilation_h * w->wp +
                            t % s->kernel_w * s->dilation_w;
@@ -582,17 +618,11 @@ static int backward_wide(const backward_ctx *b, const wide_geometry *w, int64_t 
             .b = cols + group * b->g.taps * w->wide, .ldb = w->wide,
             .c = partial + group * fg * b->g.taps, .ldc = b->g.taps, .accumulate = accumulate,
         };
-        int status = cnk_gemm_serial(&gemm, worker);
+        int status = cnk_gemm_serial_rows(&gemm, f0, f1, worker);
         if (status != CNK_OK)
             return status;
     }
-    if (b->grad_bias != NULL) {
-        float *bias = partial + b->g.weights;
-        for (int64_t f = 0; f < s->filters; f++) {
-            float sum = cnk_sum(g + f * b->g.pixels, b->g.pixels);
-            bias[f] = accumulate ? bias[f] + sum : sum;
-        }
-    }
+    bias_gradient(b, g, b->g.pixels, accumulate, partial, f0, f1);
     if (b->grad_x == NULL)
         return CNK_OK;
     for (int64_t group = 0; group < s->groups; group++) {
@@ -628,6 +658,8 @@ static int backward_wide(const backward_ctx *b, const wide_geometry *w, int64_t 
 static int backward_chunk(void *ctx_, int64_t chunk, int worker)
 {
     const backward_ctx *b = ctx_;
+    int64_t f0 = chunk % b->filter_blocks * b->filter_rows, f1 = cnk_min(b->g.per_group_filters, f0 + b->filter_rows);
+    chunk /= b->filter_blocks;
     int64_t batch = b->g.s->batch;
     int64_t n0 = chunk * batch / b->groups, n1 = (chunk + 1) * batch / b->groups;
     const cnk_conv2d_shape *s = b->g.s;
@@ -644,7 +676,7 @@ static int backward_chunk(void *ctx_, int64_t chunk, int worker)
         if (scratch == NULL)
             return CNK_ENOMEM;
         for (int64_t n = n0; n < n1; n++) {
-            int status = backward_wide(b, &w, n, n > n0, partial, scratch, worker);
+            int status = backward_wide(b, &w, n, n > n0, partial, scratch, f0, f1, worker);
             if (status != CNK_OK)
                 return status;
         }
@@ -661,7 +693,7 @@ static int backward_chunk(void *ctx_, int64_t chunk, int worker)
         const float *x = b->x + n * b->g.image;
         if (!b->g.direct)
             im2col(s, &b->g, x, s->channels, cols);
-        int status = weight_gradient(b, n, b->g.direct ? x : cols, n > n0, partial, worker);
+        int status = weight_gradient(b, n, b->g.direct ? x : cols, n > n0, partial, f0, f1, worker);
         if (status == CNK_OK && b->grad_x != NULL)
             status = input_gradient(b, n, dcols, worker);
         if (status != CNK_OK)
@@ -706,11 +738,12 @@ static void flip_weights(const cnk_conv2d_shape *s, const float *weight, float *
 }
 
 int cnk_conv2d_backward(const cnk_conv2d_shape *s, const float *grad_out, const float *weight,
-                        const float *x, float *partials, float *grad_weight, float *grad_bias, float *grad_x)
+                        const float *x, float *workspace, float *grad_weight, float *grad_bias, float *grad_x)
 {
-    if (s == NULL || !shape_ok(s) || grad_out == NULL || weight == NULL || x == NULL || partials == NULL ||
+    if (s == NULL || !shape_ok(s) || grad_out == NULL || weight == NULL || x == NULL || workspace == NULL ||
         grad_weight == NULL)
         return CNK_EINVAL;
+    float *partials = workspace;
     backward_ctx b = {.g = geometry_of(s), .groups = backward_groups(s), .grad_out = grad_out,
                       .weight = weight, .x = x, .partials = partials, .grad_bias = grad_bias,
                       .grad_x = grad_x};
@@ -718,20 +751,20 @@ int cnk_conv2d_backward(const cnk_conv2d_shape *s, const float *grad_out, const 
     int dx_as_conv = grad_x != NULL && !b.g.direct && transposed_shape(s, &t);
     if (dx_as_conv)
         b.grad_x = NULL; /* weight and bias gradients only; the input gradient below */
+    /* A chunk that computes grad_x needs every filter's gradient; otherwise filters may be split. */
+    split_filters(b.g.per_group_filters, b.grad_x != NULL ? INT32_MAX : b.groups, &b.filter_rows,
+                  &b.filter_blocks);
     double fmas = (double)s->batch * s->filters * b.g.taps * b.g.pixels * (b.grad_x != NULL ? 2 : 1);
-    int status = cnk_parallel_for_work(b.groups, cnk_fma_work(fmas), backward_chunk, &b);
+    int status = cnk_parallel_for_work(b.groups * b.filter_blocks, cnk_fma_work(fmas), backward_chunk, &b);
     int64_t stride = b.g.weights + s->filters;
     if (status == CNK_OK)
         status = cnk_reduce_partials(partials, b.groups, stride, b.g.weights, grad_weight);
     if (status == CNK_OK && grad_bias != NULL)
         status = cnk_reduce_partials(partials + b.g.weights, b.groups, stride, s->filters, grad_bias);
     if (status == CNK_OK && dx_as_conv) {
-        float *flipped = malloc(sizeof(float) * (size_t)b.g.weights);
-        if (flipped == NULL)
-            return CNK_ENOMEM;
+        float *flipped = partials + b.groups * stride;
         flip_weights(s, weight, flipped);
-        status = cnk_conv2d_forward(&t, grad_out, flipped, NULL, NULL, grad_x);
-        free(flipped);
+        status = forward(&t, grad_out, flipped, NULL, flipped + b.g.weights, grad_x);
     }
     return status;
 }

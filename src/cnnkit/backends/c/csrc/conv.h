@@ -28,20 +28,19 @@ typedef struct {
     int64_t out_h, out_w;
 } cnk_conv2d_shape;
 
-/* The workspaces the caller allocates once: `cols` floats for columns (now always 0: kept so that a
- * caller written for stored columns still works), `partials` floats for backward's per-chunk sums. */
-CNK_API int cnk_conv2d_workspace(const cnk_conv2d_shape *s, int64_t *cols, int64_t *partials);
+/* The size in floats of the one workspace the caller allocates per shape (so that no call allocates) and
+ * passes to forward and backward; its contents do not survive a call. */
+CNK_API int cnk_conv2d_workspace(const cnk_conv2d_shape *s, int64_t *floats);
 
-/* out (N, F, out_h, out_w) = conv(x (N, C, H, W), weight (F, C/G, kh, kw)) + bias (F, or NULL). cols is
- * unused (may be NULL). */
+/* out (N, F, out_h, out_w) = conv(x (N, C, H, W), weight (F, C/G, kh, kw)) + bias (F, or NULL). */
 CNK_API int cnk_conv2d_forward(const cnk_conv2d_shape *s, const float *x, const float *weight, const float *bias,
-                               float *cols, float *out);
+                               float *workspace, float *out);
 
 /* From grad_out (N, F, out_h, out_w) and forward's input x (N, C, H, W): grad_weight,
  * grad_bias (NULL: none) and grad_x (NULL: not needed). Weight and bias gradients are sums over fixed
- * groups of images (into `partials`) added in group order. */
+ * groups of images (partial sums in the workspace) added in group order. */
 CNK_API int cnk_conv2d_backward(const cnk_conv2d_shape *s, const float *grad_out, const float *weight,
-                                const float *x, float *partials, float *grad_weight, float *grad_bias,
+                                const float *x, float *workspace, float *grad_weight, float *grad_bias,
                                 float *grad_x);
 
 #endif

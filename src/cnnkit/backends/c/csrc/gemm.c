@@ -292,15 +292,21 @@ void cnk_gemm_pack_a(const cnk_gemm_args *g, float *dst)
     }
 }
 
-int cnk_gemm_serial(const cnk_gemm_args *g, int worker)
+int cnk_gemm_serial_rows(const cnk_gemm_args *g, int64_t i0, int64_t i1, int worker)
 {
+    if (i0 % MR != 0 || i0 < 0 || i1 > g->m)
+        return CNK_EINVAL;
     for (int64_t j0 = 0; j0 < g->n; j0 += NC) {
-        int status = gemm_block(g, 0, g->m, j0, cnk_min(g->n, j0 + NC), worker);
+        int status = gemm_block(g, i0, i1, j0, cnk_min(g->n, j0 + NC), worker);
         if (status != CNK_OK)
             return status;
     }
     return CNK_OK;
 }
+
+int cnk_gemm_serial(const cnk_gemm_args *g, int worker) { return cnk_gemm_serial_rows(g, 0, g->m, worker); }
+
+int64_t cnk_gemm_row_step(void) { return MR; }
 
 /* A grid of blocks of C chosen from the problem's shape alone: about `wanted` blocks (fewer for small
  * problems), columns in blocks of at most NC. Each block packs its own rows of A and columns of B, so the

@@ -44,6 +44,13 @@ void cnk_gemm_pack_a(const cnk_gemm_args *g, float *dst);
 /* On the calling thread, using `worker`'s scratch: for use inside a cnk_parallel_for chunk. */
 int cnk_gemm_serial(const cnk_gemm_args *g, int worker);
 
+/* As cnk_gemm_serial, but only rows [i0, i1) of C; i0 a multiple of cnk_gemm_row_step(). Each entry is the
+ * same chain of FMAs as in the whole product, so a kernel may split C's rows among chunks freely. */
+int cnk_gemm_serial_rows(const cnk_gemm_args *g, int64_t i0, int64_t i1, int worker);
+
+/* The rows of the micro-kernel's tile (MR): row splits of C start at multiples of it. */
+int64_t cnk_gemm_row_step(void);
+
 /* Split into a fixed grid of blocks of C and run on the thread pool. */
 int cnk_gemm_parallel(const cnk_gemm_args *g);
 
