@@ -16,7 +16,8 @@ Every side starts from the same weights and inputs and is checked to compute the
 Columns: ms per call (the median of --repeats timed repeats), its spread ((slowest - fastest) / median:
 how noisy it is), "others": the share of the machine other processes used while that case was timed at
 that thread count (from /proc/stat; above 5 % the figure is skewed, and a target judged from it is flagged
-UNRELIABLE in the summary), images/second (and GFLOP/s where the work is known), then speed ratios: "x
+UNRELIABLE in the summary), images/second (and GFLOP/s where the work is known: for networks, the conv and
+linear layers' multiply-adds, forward and, in training, both gradients), then speed ratios: "x
 torch" is PyTorch's time over the side's (above 1, the side is faster than PyTorch) and "x c" the same
 against the C backend. A repeat runs the call enough times to last at least 20 ms (batch-1 calls take
 microseconds). The repeats are taken in --rounds rounds (default 3): in each round the sides take turns,
@@ -24,7 +25,8 @@ each warmed up for at least 0.1 s and then timed for its share of the repeats, s
 the machine spoils one round of every side rather than all of one side. Sides are not interleaved call by
 call: the worker threads of OpenBLAS, PyTorch's OpenMP and onnxruntime keep spinning for a while after a
 call and would steal the second core from the next library; the warm-up outlasts that. The last lines
-check the targets of the C-backend issue against the figures of this run and say how much CPU other
+check the targets of the C-backend issue against the figures of this run (the C-vs-NumPy one with its
+ceiling: the least time the step's multiply-adds take at our SGEMM's rate) and say how much CPU other
 processes took meanwhile. Compare ratios, not absolute times across machines (see
 /work/shared/PERF-NOTES.md).
 
@@ -73,6 +75,7 @@ from cnnkit.graph import Network  # noqa: E402
 from cnnkit.layers.conv import resolve_padding  # noqa: E402
 from cnnkit.plugins import registry  # noqa: E402
 from cnnkit.registry import OpSetup  # noqa: E402
+from cnnkit.spec.model import INPUT  # noqa: E402
 from cnnkit.train import from_section, on_backend  # noqa: E402
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
@@ -408,6 +411,20 @@ def ort_sessions(peers: Peers, net: Network, x: np.ndarray, expected: np.ndarray
     return out
 
 
+def gemm_flops(net: Network, batch: int, training: bool) -> float:
+    """The floating-point work of the layers with weights (conv, linear: GEMM-class multiply-adds, 2 flops
+    each) for one call: the forward pass, plus in training the weight gradient and, except where the input
+    is the network's, the input gradient, each as much work again. The rest (pooling, activations, the
+    optimizer) is memory-bound and left out: this is the work a kernel at peak FLOP/s cannot avoid."""
+    total = 0.0
+    for node in net.nodes:
+        if node.layer.macs is None or not any(name == "weight" for name in net.layer_params(node.name)):
+            continue
+        passes = 1 + (1 + any(name != INPUT for name in node.inputs) if training else 0)
+        total += 2.0 * node.layer.macs(node.spec.attrs, node.in_shapes, node.out_shape) * passes
+    return total * batch
+
+
 def network_cases(peers: Peers, name: str, modes: list[str], batches: list[int]) -> list[Case]:
     spec = SPECS / f"{name}.yaml"
     cases = []
@@ -424,7 +441,8 @@ def network_cases(peers: Peers, name: str, modes: list[str], batches: list[int])
                 sides = {backend: train_step(net, x, y) for backend, net in nets.items()}
             else:
                 sides = {backend: lambda net=net, x=x: net.forward(x) for backend, net in nets.items()}
-            case = Case(f"{name} {'train step' if mode == 'train' else 'inference'}", sides, batch=batch)
+            case = Case(f"{name} {'train step' if mode == 'train' else 'inference'}", sides, batch=batch,
+                        flops=gemm_flops(nets["numpy"], batch, mode == "train"))
             if mode == "infer" and peers.ort is not None:
                 for count, run in ort_sessions(peers, nets["numpy"], x, expected).items():
                     case.by_threads[count] = {"onnxruntime": run}
@@ -462,9 +480,14 @@ def fmt_ratio(value: float | None) -> str:
 Busy = dict[tuple[str, int, int], float]
 """(case name, batch or 0, threads) -> share of the machine other processes used while it was timed."""
 
+Work = dict[tuple[str, int], float]
+"""(case name, batch or 0) -> its flops per call, where known."""
+
 
 def run_case(case: Case, peers: Peers, repeats: int, rounds: int, quick: bool, results: Results,
-             busy: Busy, wait: float = 0.0) -> None:
+             busy: Busy, work: Work, wait: float = 0.0) -> None:
+    if case.flops is not None:
+        work[(case.name, case.batch or 0)] = case.flops
     for count in peers.threads:
         if wait > 0:
             wait_quiet(wait)
@@ -487,11 +510,24 @@ def run_case(case: Case, peers: Peers, repeats: int, rounds: int, quick: bool, r
             print("| " + " | ".join(cells) + " |", flush=True)
 
 
-def summary(results: Results, peers: Peers, busy: Busy | None = None) -> list[str]:
+def ceiling_text(flops: float | None, gemm_seconds: float | None, numpy_seconds: float | None) -> str:
+    """How fast the C backend could be at best: the step's GEMM-class work at our SGEMM's 1024^3 rate
+    (about the machine's peak), as a ratio to the NumPy backend's measured time."""
+    if flops is None or gemm_seconds is None or numpy_seconds is None:
+        return ""
+    rate = 2.0 * 1024**3 / gemm_seconds
+    least = flops / rate
+    return (f"; ceiling: the step is {flops / 1e9:.1f} GFLOP of conv and linear multiply-adds, >= "
+            f"{least * 1e3:.0f} ms at our SGEMM's {rate / 1e9:.0f} GFLOP/s, so at most "
+            f"{numpy_seconds / least:.1f}x the NumPy backend's {numpy_seconds * 1e3:.0f} ms")
+
+
+def summary(results: Results, peers: Peers, busy: Busy | None = None, work: Work | None = None) -> list[str]:
     """The issue's targets (batch 64, 2 threads), each met / not met with the figures of this run, flagged
     when other processes took more than NOISY of the machine while its figures were timed."""
     t = 2
     busy = busy or {}
+    work = work or {}
 
     def get(case: str, side: str, batch: int = BATCH, count: int = t) -> float | None:
         return results.get((case, batch, count, side))
@@ -515,8 +551,10 @@ def summary(results: Results, peers: Peers, busy: Busy | None = None) -> list[st
     checks.append(("vgg_small train step, C 2 threads vs 1 thread", 1.7,
                    (one / two, f"{BATCH / two:,.1f} vs {BATCH / one:,.1f} img/s") if one and two
                    else (None, "C at 1 and 2 threads not both measured"), [(vgg, BATCH, 1), (vgg, BATCH, t)]))
+    ratio, detail = speedup(vgg, "c", "numpy")
+    ceiling = ceiling_text(work.get((vgg, BATCH)), get("gemm 1024^3", "c", batch=0), get(vgg, "numpy"))
     checks += [
-        ("vgg_small train step, C vs NumPy backend", 5.0, speedup(vgg, "c", "numpy"), [(vgg, BATCH, t)]),
+        ("vgg_small train step, C vs NumPy backend", 5.0, (ratio, detail + ceiling), [(vgg, BATCH, t)]),
         ("max_pool 2x2 fwd, C vs PyTorch", 5.0, speedup("max_pool 2x2 fwd", "c", "torch"),
          [("max_pool 2x2 fwd", BATCH, t)]),
         ("avg_pool 2x2 fwd, C vs PyTorch", 5.0, speedup("avg_pool 2x2 fwd", "c", "torch"),
@@ -595,14 +633,15 @@ def main(argv: list[str] | None = None) -> int:
     print("|" + "|".join(["---"] * 4 + ["---:"] * (len(header) - 4)) + "|", flush=True)
     results: Results = {}
     busy: Busy = {}
+    work: Work = {}
     start, before = time.perf_counter(), busy_seconds()
     for name in args.cases:
         cases = (LAYER_CASES[name](peers) if name in LAYER_CASES
                  else network_cases(peers, name, args.modes, args.batches))
         for case in cases:
-            run_case(case, peers, repeats, args.rounds, args.quick, results, busy, args.wait_quiet)
+            run_case(case, peers, repeats, args.rounds, args.quick, results, busy, work, args.wait_quiet)
     print()
-    print("\n".join(summary(results, peers, busy)))
+    print("\n".join(summary(results, peers, busy, work)))
     elapsed = time.perf_counter() - start
     after = busy_seconds()
     share = others_share(before, after, elapsed)

@@ -72,3 +72,29 @@ def test_help_lists_every_option(capsys):
     for option in ("--cases", "--modes", "--batches", "--threads", "--repeats", "--rounds", "--wait-quiet",
                    "--no-torch", "--quick"):
         assert option in out
+
+
+def test_the_c_vs_numpy_target_says_the_ceiling_the_machine_allows():
+    bench = load_bench()
+    ms = 1e-3
+    vgg = "vgg_small train step"
+    results = {(vgg, 64, 2, "c"): 80 * ms, (vgg, 64, 2, "numpy"): 180 * ms,
+               ("gemm 1024^3", 0, 2, "c"): 2 * 1024**3 / 200e9}
+    peers = bench.Peers(torch=None, ort=None, c_missing=None, threads=[2])
+    line = bench.summary(results, peers, work={(vgg, 64): 12e9})[5]
+    assert line.startswith("- vgg_small train step, C vs NumPy backend >= 5.0x: NOT MET: 2.25x")
+    assert line.endswith("; ceiling: the step is 12.0 GFLOP of conv and linear multiply-adds, >= 60 ms at "
+                         "our SGEMM's 200 GFLOP/s, so at most 3.0x the NumPy backend's 180 ms)")
+
+
+def test_gemm_flops_counts_forward_weight_and_input_gradients():
+    import cnnkit
+
+    bench = load_bench()
+    net = cnnkit.build(cnnkit.load_spec(SCRIPT.parents[1] / "specs" / "vgg_small.yaml"))
+    # multiply-adds per image: (input channels * 9) * filters * pixels per conv, then the linear layer
+    convs = [(3, 32, 1024), (32, 32, 1024), (32, 64, 256), (64, 64, 256), (64, 128, 64)]
+    macs = [c * 9 * f * p for c, f, p in convs] + [2048 * 8]
+    assert bench.gemm_flops(net, 2, training=False) == 2 * 2 * sum(macs)
+    # the first conv reads the network's input: no input gradient there
+    assert bench.gemm_flops(net, 2, training=True) == 2 * 2 * (3 * sum(macs) - macs[0])

@@ -7,8 +7,9 @@
  *   aside, see threadpool.h). Python (backends/c/library.py) declares its argtypes once and turns a
  *   non-zero status into BackendError; Python checks every argument first, C re-checks sizes cheaply.
  * - Arrays are float32, C-contiguous, NCHW (images) or row-major (matrices); the caller owns them.
- * - Work is split with cnk_parallel_for into chunks that do not depend on the thread count, and every
- *   reduction adds its chunks in index order: results are bitwise equal for 1 or 64 threads.
+ * - Work is split with cnk_parallel_for into chunks that do not depend on the thread count (see
+ *   threadpool.h for the one exception), and every reduction adds its chunks in index order: results are
+ *   bitwise equal for 1 or 64 threads.
  * - Only CNK_API symbols are exported (the library is compiled with -fvisibility=hidden).
  */
 #ifndef CNK_COMMON_H

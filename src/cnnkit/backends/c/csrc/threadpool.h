@@ -1,9 +1,10 @@
 /* The one thread pool of the library: a fixed partition of work into chunks, run by pthreads.
  *
- * A kernel splits its work into `chunks` pieces chosen from the problem's shape alone (never from the
- * thread count) and calls cnk_parallel_for; each chunk runs exactly once, on some thread. A reduction
- * writes one partial result per chunk and adds the partials in chunk order afterwards, so results are
- * bitwise identical for any thread count.
+ * A kernel splits its work into `chunks` pieces and calls cnk_parallel_for; each chunk runs exactly once,
+ * on some thread. A reduction's pieces are chosen from the problem's shape alone (never from the thread
+ * count): it writes one partial result per chunk and adds the partials in chunk order afterwards, so
+ * results are bitwise identical for any thread count. Only a split of disjoint outputs, each computed by
+ * the same operations in any split, may follow the thread count (conv2d's filter blocks do).
  *
  * The pool is created lazily by the first cnk_parallel_for, re-created lazily in a forked child, and its
  * workers never hold up process exit. Parallel regions are serialised by a process-wide mutex, so kernels
