@@ -233,12 +233,13 @@ static void col2im(const cnk_conv2d_shape *s, const geometry *g, const float *co
 }
 
 /* Stride-1 convs run forward on "wide" rows: the chunk's input rows are copied, zero-padded, into a local
- * buffer of width Wp = out_w + (kw - 1) * dilation_w, and the GEMM computes Wp outputs per row, of which the
- * first out_w are kept. Then every row of a tap's columns is a contiguous run of the local buffer, so the
- * B panels are packed with plain copies. */
+ * buffer of width Wp = out_w + (kw - 1) * dilation_w. Output pixel (oh, ow)'s column of tap (c, i, j) is then
+ * local[c][oh + i * dilation_h][ow + j * dilation_w]: a row of a tap's columns is out_w contiguous floats of
+ * `local`, so the B panels are packed with plain copies of runs, with no bounds checks, and the GEMM
+ * writes straight into the output. */
 typedef struct {
     const float *local;
-    int64_t plane, wp; /* floats per channel of `local`, and per row */
+    int64_t plane, wp, out_w; /* floats per channel of `local`, per row, and outputs per row */
     int64_t kernel_h, kernel_w, dilation_h, dilation_w;
 } wide_source;
 
@@ -249,19 +250,28 @@ static void pack_wide(const void *ctx, int64_t p0, int64_t kc, int64_t j0, int64
     for (int64_t jp = 0; jp * nr < cols; jp++) {
         float *panel = dst + jp * kc * nr;
         int64_t width = cnk_min(nr, cols - jp * nr), q = j0 + jp * nr;
+        /* The panel's columns as runs along output rows (at most nr of them): where each starts in a plane
+         * of `local`, and how long it is. */
+        int64_t run_at[MAX_RUNS], run_len[MAX_RUNS], runs = 0;
+        for (int64_t oh = q / w->out_w, ow = q % w->out_w, done = 0; done < width; oh++, ow = 0, runs++) {
+            run_at[runs] = oh * w->wp + ow;
+            run_len[runs] = cnk_min(w->out_w - ow, width - done);
+            done += run_len[runs];
+        }
         int64_t ch = p0 / taps, i = p0 % taps / w->kernel_w, j = p0 % w->kernel_w;
         for (int64_t p = 0; p < kc; p++) {
-            const float *src = w->local + ch * w->plane + i * w->dilation_h * w->wp + j * w->dilation_w + q;
+            const float *src = w->local + ch * w->plane + i * w->dilation_h * w->wp + j * w->dilation_w;
             float *out = panel + p * nr;
-            if (width == nr) {
-                for (int64_t k = 0; k < nr; k++)
-                    out[k] = src[k];
-            } else {
+            if (runs == 1) {
                 for (int64_t k = 0; k < width; k++)
-                    out[k] = src[k];
-                for (int64_t k = width; k < nr; k++)
-                    out[k] = 0.0f;
+                    out[k] = src[run_at[0] + k];
+            } else {
+                for (int64_t run = 0, done = 0; run < runs; done += run_len[run], run++)
+                    for (int64_t k = 0; k < run_len[run]; k++)
+                        out[done + k] = src[run_at[run] + k];
             }
+            for (int64_t k = width; k < nr; k++)
+                out[k] = 0.0f;
             if (++j == w->kernel_w) {
                 j = 0;
                 if (++i == w->kernel_h) {
@@ -280,12 +290,10 @@ static int forward_wide(const cnk_conv2d_shape *s, const geometry *g, const floa
 {
     int64_t kh1 = (s->kernel_h - 1) * s->dilation_h, kw1 = (s->kernel_w - 1) * s->dilation_w;
     int64_t rows = oh1 - oh0, local_rows = rows + kh1, wp = s->out_w + kw1, plane = local_rows * wp;
-    int64_t group_channels = s->channels / s->groups, fg = g->per_group_filters, wide = rows * wp;
-    int64_t local_floats = cnk_ceil_div(group_channels * plane + kw1, 16) * 16;
-    float *local = cnk_scratch(worker, CNK_SCRATCH_KERNEL, sizeof(float) * (size_t)(local_floats + fg * wide));
+    int64_t group_channels = s->channels / s->groups, fg = g->per_group_filters;
+    float *local = cnk_scratch(worker, CNK_SCRATCH_KERNEL, sizeof(float) * (size_t)(group_channels * plane));
     if (local == NULL)
         return CNK_ENOMEM;
-    float *wide_out = local + local_floats;
     for (int64_t group = 0; group < s->groups; group++) {
         const float *xg = x + group * group_channels * s->height * s->width;
         for (int64_t c = 0; c < group_channels; c++)
@@ -294,21 +302,16 @@ static int forward_wide(const cnk_conv2d_shape *s, const geometry *g, const floa
                 const float *row = r >= 0 && r < s->height ? xg + (c * s->height + r) * s->width : NULL;
                 gather_run(local + c * plane + rho * wp, row, -s->pad_left, 1, s->width, wp);
             }
-        for (int64_t k = group_channels * plane; k < local_floats; k++)
-            local[k] = 0.0f;
-        wide_source source = {local, plane, wp, s->kernel_h, s->kernel_w, s->dilation_h, s->dilation_w};
+        wide_source source = {local, plane, wp, s->out_w, s->kernel_h, s->kernel_w, s->dilation_h, s->dilation_w};
         cnk_gemm_args gemm = {
-            .m = fg, .n = wide, .k = g->taps, .a = weight + group * fg * g->taps, .lda = g->taps,
-            .packed_a = packed + group * fg * g->taps, .pack_b = pack_wide, .pack_b_ctx = &source, .c = wide_out, .ldc = wide,
+            .m = fg, .n = rows * s->out_w, .k = g->taps, .a = weight + group * fg * g->taps, .lda = g->taps,
+            .packed_a = packed + group * fg * g->taps, .pack_b = pack_wide, .pack_b_ctx = &source,
+            .c = out + group * fg * g->pixels + oh0 * s->out_w, .ldc = g->pixels,
             .bias_rows = bias != NULL ? bias + group * fg : NULL,
         };
         int status = cnk_gemm_serial_rows(&gemm, f0, f1, worker);
         if (status != CNK_OK)
             return status;
-        for (int64_t f = f0; f < f1; f++)
-            for (int64_t oh = 0; oh < rows; oh++)
-                memcpy(out + (group * fg + f) * g->pixels + (oh0 + oh) * s->out_w, wide_out + f * wide + oh * wp,
-                       sizeof(float) * (size_t)s->out_w);
     }
     return CNK_OK;
 }

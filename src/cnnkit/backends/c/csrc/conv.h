@@ -3,9 +3,9 @@
  * An image's columns are laid out (channels * kernel_h * kernel_w, out_h * out_w): W (F, C/G*kh*kw) times
  * them is that image's output, already NCHW. No column buffer exists for the batch (conv.c says how):
  * - stride 1: "wide rows". A chunk's input rows are copied, zero-padded, into a per-thread buffer of row
- *   length Wp = out_w + (kw - 1) * dilation_w; every tap's columns are then contiguous runs of it, so the
- *   GEMM's B panels are plain copies, and the GEMM computes Wp outputs per row, of which out_w are kept.
- *   Backward: dW directly from that buffer and the (zero-extended) output gradient (AVX-512), or by GEMM
+ *   length Wp = out_w + (kw - 1) * dilation_w; every row of a tap's columns is then a contiguous run of it,
+ *   so the GEMM's B panels are plain copies of runs, and the GEMM writes the output in place.
+ *   Backward (where the output gradient is zero-extended to rows of Wp): dW directly from that buffer and the (zero-extended) output gradient (AVX-512), or by GEMM
  *   on per-image columns; dx as the forward conv of grad_out with the flipped, transposed filters when a
  *   group has >= 16 input channels, else GEMM into per-image columns and col2im.
  * - other strides: the B panels are gathered straight from x (implicit im2col); backward rebuilds one
