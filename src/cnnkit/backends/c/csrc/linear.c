@@ -1,6 +1,8 @@
 #include "linear.h"
 
 #include "gemm.h"
+#include "reduce.h"
+#include "threadpool.h"
 
 static int sizes_ok(int64_t batch, int64_t features, int64_t units)
 {
@@ -9,11 +11,41 @@ static int sizes_ok(int64_t batch, int64_t features, int64_t units)
            cnk_product_ok(units, features, 1, 1);
 }
 
+/* Below this batch size the forward pass is dot products of weight rows with the inputs: a GEMM would
+ * spend more time packing the weights than multiplying (batch-1 inference). */
+#define DOT_BATCH 4
+/* Units per chunk of the dot-product path. */
+#define DOT_UNITS 64
+
+typedef struct {
+    int64_t batch, features, units;
+    const float *x, *weight, *bias;
+    float *out;
+} dot_ctx;
+
+static int dot_chunk(void *ctx_, int64_t chunk, int worker)
+{
+    (void)worker;
+    const dot_ctx *d = ctx_;
+    int64_t u0 = chunk * DOT_UNITS, u1 = cnk_min(d->units, u0 + DOT_UNITS);
+    for (int64_t n = 0; n < d->batch; n++)
+        for (int64_t u = u0; u < u1; u++) {
+            float dot = cnk_dot(d->x + n * d->features, d->weight + u * d->features, d->features);
+            d->out[n * d->units + u] = d->bias != NULL ? dot + d->bias[u] : dot;
+        }
+    return CNK_OK;
+}
+
 int cnk_linear_forward(int64_t batch, int64_t features, int64_t units, const float *x, const float *weight,
                        const float *bias, float *out)
 {
     if (!sizes_ok(batch, features, units) || x == NULL || weight == NULL || out == NULL)
         return CNK_EINVAL;
+    if (batch < DOT_BATCH) {
+        dot_ctx d = {batch, features, units, x, weight, bias, out};
+        return cnk_parallel_for_work(cnk_ceil_div(units, DOT_UNITS), cnk_fma_work((double)batch * units * features),
+                                     dot_chunk, &d);
+    }
     cnk_gemm_args gemm = {.trans_b = 1, .m = batch, .n = units, .k = features, .a = x, .lda = features,
                           .b = weight, .ldb = features, .c = out, .ldc = units, .bias_cols = bias};
     return cnk_gemm_parallel(&gemm);

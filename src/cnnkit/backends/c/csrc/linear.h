@@ -1,4 +1,4 @@
-/* linear: y = x W^T + b over a batch of feature vectors, on our GEMM. */
+/* linear: y = x W^T + b over a batch of feature vectors, on our GEMM (dot products for tiny batches). */
 #ifndef CNK_LINEAR_H
 #define CNK_LINEAR_H
 
