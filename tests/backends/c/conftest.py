@@ -1,10 +1,13 @@
 """Fixtures for the C backend's tests: the library (skipped, with the reason, where it is unavailable) and
-each instruction-set variant this CPU can run."""
+each instruction-set variant this CPU can run; and the determinism checks the tests share."""
 
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable, Iterable, Sequence
 
+import numpy as np
 import pytest
 
 from cnnkit.backends.c import library
@@ -43,3 +46,42 @@ def keep_thread_count():
     count = library.get_num_threads()
     yield
     library.set_num_threads(count)
+
+
+Results = Callable[[], Sequence[np.ndarray]]
+"""Computes something on the C backend and returns every array it produced."""
+
+
+def assert_same_bits(want: Sequence[np.ndarray], have: Sequence[np.ndarray]) -> None:
+    """`have` holds as many arrays as `want`, each equal to its partner element for element."""
+    for expected, got in zip(want, have, strict=True):
+        np.testing.assert_array_equal(got, expected)
+
+
+def assert_same_bits_for_thread_counts(compute: Results, counts: Iterable[int]) -> None:
+    """compute() gives the same results with the thread pool set to each of `counts` in turn."""
+    results = []
+    for count in counts:
+        library.set_num_threads(count)
+        results.append(compute())
+    first, *others = results
+    for other in others:
+        assert_same_bits(first, other)
+
+
+def assert_python_threads_get_the_serial_results(computations: Sequence[Results], repeats: int) -> None:
+    """Each computation, repeated in its own Python thread while the others run, gives what it gave alone."""
+    serial = [compute() for compute in computations]
+    got: dict[int, list] = {}
+
+    def work(i: int) -> None:
+        got[i] = [computations[i]() for _ in range(repeats)]
+
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(len(computations))]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    for i, expected in enumerate(serial):
+        for results in got[i]:
+            assert_same_bits(expected, results)

@@ -4,14 +4,18 @@ bits for 1 to 4 threads, and bad arguments refused with BackendError before or i
 from __future__ import annotations
 
 import ctypes
+from functools import partial
 
 import numpy as np
 import pytest
 
-from cnnkit.backends.c import library
 from cnnkit.backends.c.library import Pool2dShape
 from cnnkit.errors import BackendError
 from cnnkit.plugins import registry
+from tests.backends.c.conftest import (
+    assert_python_threads_get_the_serial_results,
+    assert_same_bits_for_thread_counts,
+)
 from tests.backends.c.test_network import setup
 from tests.layers.harness import make_run
 
@@ -53,13 +57,7 @@ def results(layer: str, attrs: dict, shapes: list) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("layer,attrs,shapes", CASES, ids=IDS)
 def test_results_are_bitwise_equal_for_1_to_4_threads(lib, layer, attrs, shapes):
-    runs = []
-    for threads in (1, 2, 3, 4):
-        library.set_num_threads(threads)
-        runs.append(results(layer, attrs, shapes))
-    for other in runs[1:]:
-        for want, have in zip(runs[0], other, strict=True):
-            np.testing.assert_array_equal(have, want)
+    assert_same_bits_for_thread_counts(partial(results, layer, attrs, shapes), (1, 2, 3, 4))
 
 
 def pool_shape(**changes: int) -> Pool2dShape:
@@ -148,21 +146,5 @@ def test_inputs_that_alias_the_output_are_copied_first(lib):
 
 def test_four_python_threads_running_these_kernels_get_the_serial_results(lib):
     """Pooling, batch norm, softmax and dropout from four Python threads at once (ctypes releases the GIL)."""
-    import threading
-
     cases = [CASES[1], CASES[10], CASES[11], CASES[15]]
-    serial = [results(*case) for case in cases]
-    got: dict[int, list] = {}
-
-    def work(i: int) -> None:
-        got[i] = [results(*cases[i]) for _ in range(3)]
-
-    workers = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    for i, expected in enumerate(serial):
-        for repeat in got[i]:
-            for want, have in zip(expected, repeat, strict=True):
-                np.testing.assert_array_equal(have, want)
+    assert_python_threads_get_the_serial_results([partial(results, *case) for case in cases], repeats=3)

@@ -6,8 +6,8 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
 import time
+from functools import partial
 
 import numpy as np
 import pytest
@@ -15,6 +15,10 @@ import pytest
 import cnnkit
 from cnnkit.backends.c import gemm, library
 from cnnkit.errors import BackendError
+from tests.backends.c.conftest import (
+    assert_python_threads_get_the_serial_results,
+    assert_same_bits_for_thread_counts,
+)
 from tests.layers.harness import make_run
 
 
@@ -119,34 +123,13 @@ def conv_results(run, x, grad_out):
 
 def test_four_python_threads_running_convs_get_the_serial_results(lib):
     lib.set_num_threads(2)
-    runs = [conv_run(seed) for seed in range(4)]
-    serial = [conv_results(*r) for r in runs]
-    got: dict[int, list] = {}
-
-    def work(i: int) -> None:
-        got[i] = [conv_results(*runs[i]) for _ in range(5)]
-
-    workers = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    for i, expected in enumerate(serial):
-        for results in got[i]:
-            for want, have in zip(expected, results, strict=True):
-                np.testing.assert_array_equal(have, want)
+    computations = [partial(conv_results, *conv_run(seed)) for seed in range(4)]
+    assert_python_threads_get_the_serial_results(computations, repeats=5)
 
 
 @pytest.mark.parametrize("batch", [6, 1], ids=["parallel regions", "regions small enough to run inline"])
 def test_conv_results_are_bitwise_equal_for_1_to_4_threads(lib, batch):
-    run, x, grad_out = conv_run(7, batch)
-    results = []
-    for threads in (1, 2, 3, 4, 2):
-        library.set_num_threads(threads)
-        results.append(conv_results(run, x, grad_out))
-    for other in results[1:]:
-        for want, have in zip(results[0], other, strict=True):
-            np.testing.assert_array_equal(have, want)
+    assert_same_bits_for_thread_counts(partial(conv_results, *conv_run(7, batch)), (1, 2, 3, 4, 2))
 
 
 def test_train_and_eval_take_threads(lib):

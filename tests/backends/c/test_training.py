@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 import cnnkit
-from cnnkit.backends.c import library
 from cnnkit.errors import BackendError, PluginError
 from cnnkit.plugins import registry
 from cnnkit.registry import Kernel
 from cnnkit.train import from_section, on_backend
+from tests.backends.c.conftest import assert_same_bits_for_thread_counts
 from tests.layers.harness import noncontiguous
 
 
@@ -37,20 +37,6 @@ def test_cross_entropy_matches_the_reference(lib, smoothing, shape, layout):
     np.testing.assert_allclose(fused.backward(), reference.backward(), rtol=1e-4, atol=1e-7)
 
 
-def test_cross_entropy_refuses_bad_labels_and_shapes(lib):
-    _, fused = losses({"type": "cross_entropy"})
-    logits = np.zeros((3, 4), np.float32)
-    for labels in ([0, 1, 4], [-1, 0, 0]):
-        with pytest.raises(BackendError, match="labels must be class indices from 0 to 3"):
-            fused.forward(logits, np.array(labels))
-    with pytest.raises(cnnkit.errors.ShapeError, match="logits \\(N, classes\\) and labels \\(N,\\)"):
-        fused.forward(logits, np.array([0, 1]))
-    bad_label, rows, grad, loss = np.array([7]), np.zeros(1), np.zeros(4, np.float32), ctypes.c_double()
-    with pytest.raises(BackendError, match="failed: "):
-        lib.cross_entropy_forward(1, 4, logits.ctypes.data, bad_label.ctypes.data, 0.0, rows.ctypes.data,
-                                  grad.ctypes.data, ctypes.byref(loss))
-
-
 @pytest.mark.parametrize("shape", [(37, 11), (1, 2), (300, 100)])
 @pytest.mark.parametrize("layout", ["contiguous", "noncontiguous"])
 def test_mse_matches_the_reference(lib, shape, layout):
@@ -70,17 +56,20 @@ def test_mse_is_bitwise_equal_for_1_and_2_threads(lib):
     logits = rng.standard_normal((2000, 30)).astype(np.float32)
     labels = rng.integers(0, 30, 2000)
     _, fused = losses({"type": "mse"})
-    results = []
-    for threads in (1, 2):
-        library.set_num_threads(threads)
-        results.append((fused.forward(logits, labels), fused.backward().copy()))
-    library.set_num_threads(1)
-    assert results[0][0] == results[1][0]
-    np.testing.assert_array_equal(results[0][1], results[1][1])
+
+    def loss_and_gradient() -> list:
+        return [fused.forward(logits, labels), fused.backward().copy()]
+
+    assert_same_bits_for_thread_counts(loss_and_gradient, (1, 2))
 
 
-def test_mse_refuses_bad_labels_and_shapes(lib):
-    _, fused = losses({"type": "mse"})
+C_ARGS_AFTER_LABELS = {"cross_entropy": [0.0], "mse": []}
+"""What each loss's C function takes after the labels: the label smoothing, for cross-entropy only."""
+
+
+@pytest.mark.parametrize("loss", C_ARGS_AFTER_LABELS)
+def test_losses_refuse_bad_labels_and_shapes(lib, loss):
+    _, fused = losses({"type": loss})
     with pytest.raises(cnnkit.errors.ShapeError, match="backward\\(\\) needs a forward\\(\\) first"):
         fused.backward()
     logits = np.zeros((3, 4), np.float32)
@@ -89,10 +78,10 @@ def test_mse_refuses_bad_labels_and_shapes(lib):
             fused.forward(logits, np.array(labels))
     with pytest.raises(cnnkit.errors.ShapeError, match="logits \\(N, classes\\) and labels \\(N,\\)"):
         fused.forward(logits, np.array([0, 1]))
-    bad_label, rows, grad, loss = np.array([7]), np.zeros(1), np.zeros(4, np.float32), ctypes.c_double()
+    bad_label, rows, grad, total = np.array([7]), np.zeros(1), np.zeros(4, np.float32), ctypes.c_double()
+    rest = (*C_ARGS_AFTER_LABELS[loss], rows.ctypes.data, grad.ctypes.data, ctypes.byref(total))
     with pytest.raises(BackendError, match="failed: "):
-        lib.mse_forward(1, 4, logits.ctypes.data, bad_label.ctypes.data, rows.ctypes.data, grad.ctypes.data,
-                        ctypes.byref(loss))
+        getattr(lib, f"{loss}_forward")(1, 4, logits.ctypes.data, bad_label.ctypes.data, *rest)
 
 
 OPTIMIZERS = [
@@ -139,13 +128,7 @@ def test_optimizer_steps_match_the_reference_and_keep_its_state(lib, section):
 
 @pytest.mark.parametrize("section", [OPTIMIZERS[2], OPTIMIZERS[4]], ids=["sgd", "adam"])
 def test_optimizer_steps_are_bitwise_equal_for_1_to_4_threads(lib, section):
-    results = []
-    for threads in (1, 2, 3, 4):
-        library.set_num_threads(threads)
-        results.append(run_optimizer(section, "c")[1])
-    for other in results[1:]:
-        for name, value in results[0].items():
-            np.testing.assert_array_equal(other[name], value)
+    assert_same_bits_for_thread_counts(lambda: list(run_optimizer(section, "c")[1].values()), (1, 2, 3, 4))
 
 
 def test_a_c_optimizer_refuses_parameters_c_cannot_update(lib):
