@@ -1,6 +1,5 @@
 #include "pool.h"
 
-#include <math.h>
 #include <string.h>
 
 #include "reduce.h"
@@ -9,11 +8,17 @@
 /* A chunk holds whole planes, about this many input floats: enough to amortise the dispatch. */
 #define CHUNK_FLOATS 32768
 
+/* What a pass does to one plane: read x (the input) and/or g (the output's gradient), write y (the output
+ * or the input's gradient). Each points to the plane, or is NULL if the pass does not use it. */
+typedef void (*plane_fn)(const cnk_pool2d_shape *s, const float *x, const float *g, float *y);
+
+/* A pass over all planes: x, g and y as above but for the whole batch, y in planes of y_plane floats. */
 typedef struct {
     const cnk_pool2d_shape *s;
-    const float *x, *grad_out;
-    float *out, *grad_x;
-    int64_t planes, per_chunk;
+    plane_fn plane;
+    const float *x, *g;
+    float *y;
+    int64_t y_plane, planes, per_chunk;
 } pool_ctx;
 
 static int shape_ok(const cnk_pool2d_shape *s)
@@ -41,13 +46,32 @@ static int is_2x2(const cnk_pool2d_shape *s)
            s->pad_left == 0 && 2 * s->out_h <= s->height && 2 * s->out_w <= s->width;
 }
 
-static int run_planes(const cnk_pool2d_shape *s, pool_ctx *ctx, cnk_chunk_fn fn)
+/* Plane p of an array of planes of `size` floats, or NULL for an array the pass does not use. */
+static const float *plane_at(const float *planes, int64_t p, int64_t size)
+{
+    return planes == NULL ? NULL : planes + p * size;
+}
+
+static int pool_chunk(void *ctx_, int64_t chunk, int worker)
+{
+    (void)worker;
+    const pool_ctx *c = ctx_;
+    const cnk_pool2d_shape *s = c->s;
+    int64_t in_plane = s->height * s->width, out_plane = s->out_h * s->out_w;
+    for (int64_t p = chunk * c->per_chunk; p < cnk_min(c->planes, (chunk + 1) * c->per_chunk); p++)
+        c->plane(s, plane_at(c->x, p, in_plane), plane_at(c->g, p, out_plane), c->y + p * c->y_plane);
+    return CNK_OK;
+}
+
+/* The pass `fast_2x2` (for 2x2 windows, stride 2, no padding) or else `general` on every plane. */
+static int run_planes(const cnk_pool2d_shape *s, pool_ctx *ctx, plane_fn fast_2x2, plane_fn general)
 {
     ctx->s = s;
+    ctx->plane = is_2x2(s) ? fast_2x2 : general;
     ctx->planes = s->batch * s->channels;
     ctx->per_chunk = cnk_max(1, CHUNK_FLOATS / (s->height * s->width));
     int64_t work = ctx->planes * s->height * s->width * CNK_WORK_PER_FLOAT;
-    return cnk_parallel_for_work(cnk_ceil_div(ctx->planes, ctx->per_chunk), work, fn, ctx);
+    return cnk_parallel_for_work(cnk_ceil_div(ctx->planes, ctx->per_chunk), work, pool_chunk, ctx);
 }
 
 /* Window [r0, r1) x [q0, q1) of output (oh, ow), clipped to the input. */
@@ -73,8 +97,9 @@ static int64_t argmax_of(const cnk_pool2d_shape *s, const float *x, span w)
     return best;
 }
 
-static void max_2x2_plane(const cnk_pool2d_shape *s, const float *x, float *out)
+static void max_2x2_plane(const cnk_pool2d_shape *s, const float *x, const float *g, float *out)
 {
+    (void)g;
     for (int64_t oh = 0; oh < s->out_h; oh++) {
         const float *a = x + 2 * oh * s->width, *b = a + s->width;
         float *o = out + oh * s->out_w;
@@ -116,7 +141,8 @@ static void max_2x2_backward_plane(const cnk_pool2d_shape *s, const float *x, co
             /* Branch-free (random data mispredicts branches): the first maximum of each row, then the
              * bottom row's only if strictly greater. */
             float a0 = a[2 * ow], a1 = a[2 * ow + 1], b0 = b[2 * ow], b1 = b[2 * ow + 1], v = go[ow];
-            int right_a = a1 > a0, right_b = b1 > b0, bottom = fmaxf(b0, b1) > fmaxf(a0, a1);
+            int right_a = a1 > a0, right_b = b1 > b0;
+            int bottom = (right_b ? b1 : b0) > (right_a ? a1 : a0);
             ga[2 * ow] = keep_if((!right_a) & (!bottom), v);
             ga[2 * ow + 1] = keep_if(right_a & (!bottom), v);
             gb[2 * ow] = keep_if((!right_b) & bottom, v);
@@ -126,8 +152,9 @@ static void max_2x2_backward_plane(const cnk_pool2d_shape *s, const float *x, co
     zero_2x2_rest(s, gx);
 }
 
-static void avg_2x2_backward_plane(const cnk_pool2d_shape *s, const float *g, float *gx)
+static void avg_2x2_backward_plane(const cnk_pool2d_shape *s, const float *x, const float *g, float *gx)
 {
+    (void)x;
     for (int64_t oh = 0; oh < s->out_h; oh++) {
         const float *go = g + oh * s->out_w;
         float *ga = gx + 2 * oh * s->width, *gb = ga + s->width;
@@ -139,45 +166,20 @@ static void avg_2x2_backward_plane(const cnk_pool2d_shape *s, const float *g, fl
     zero_2x2_rest(s, gx);
 }
 
-static int max_forward_chunk(void *ctx_, int64_t chunk, int worker)
+static void max_plane(const cnk_pool2d_shape *s, const float *x, const float *g, float *out)
 {
-    (void)worker;
-    const pool_ctx *c = ctx_;
-    const cnk_pool2d_shape *s = c->s;
-    int64_t in_plane = s->height * s->width, out_plane = s->out_h * s->out_w;
-    for (int64_t p = chunk * c->per_chunk; p < cnk_min(c->planes, (chunk + 1) * c->per_chunk); p++) {
-        const float *x = c->x + p * in_plane;
-        float *out = c->out + p * out_plane;
-        if (is_2x2(s)) {
-            max_2x2_plane(s, x, out);
-            continue;
-        }
-        for (int64_t oh = 0; oh < s->out_h; oh++)
-            for (int64_t ow = 0; ow < s->out_w; ow++)
-                out[oh * s->out_w + ow] = x[argmax_of(s, x, window_of(s, oh, ow))];
-    }
-    return CNK_OK;
+    (void)g;
+    for (int64_t oh = 0; oh < s->out_h; oh++)
+        for (int64_t ow = 0; ow < s->out_w; ow++)
+            out[oh * s->out_w + ow] = x[argmax_of(s, x, window_of(s, oh, ow))];
 }
 
-static int max_backward_chunk(void *ctx_, int64_t chunk, int worker)
+static void max_backward_plane(const cnk_pool2d_shape *s, const float *x, const float *g, float *gx)
 {
-    (void)worker;
-    const pool_ctx *c = ctx_;
-    const cnk_pool2d_shape *s = c->s;
-    int64_t in_plane = s->height * s->width, out_plane = s->out_h * s->out_w;
-    for (int64_t p = chunk * c->per_chunk; p < cnk_min(c->planes, (chunk + 1) * c->per_chunk); p++) {
-        const float *x = c->x + p * in_plane, *g = c->grad_out + p * out_plane;
-        float *gx = c->grad_x + p * in_plane;
-        if (is_2x2(s)) {
-            max_2x2_backward_plane(s, x, g, gx);
-            continue;
-        }
-        memset(gx, 0, (size_t)in_plane * sizeof *gx);
-        for (int64_t oh = 0; oh < s->out_h; oh++)
-            for (int64_t ow = 0; ow < s->out_w; ow++)
-                gx[argmax_of(s, x, window_of(s, oh, ow))] += g[oh * s->out_w + ow];
-    }
-    return CNK_OK;
+    memset(gx, 0, (size_t)(s->height * s->width) * sizeof *gx);
+    for (int64_t oh = 0; oh < s->out_h; oh++)
+        for (int64_t ow = 0; ow < s->out_w; ow++)
+            gx[argmax_of(s, x, window_of(s, oh, ow))] += g[oh * s->out_w + ow];
 }
 
 /* The divisor of output (oh, ow): positions inside the input, or inside the padded input. */
@@ -191,8 +193,9 @@ static float divisor_of(const cnk_pool2d_shape *s, int64_t oh, int64_t ow, span 
     return (float)(rows * cols);
 }
 
-static void avg_2x2_plane(const cnk_pool2d_shape *s, const float *x, float *out)
+static void avg_2x2_plane(const cnk_pool2d_shape *s, const float *x, const float *g, float *out)
 {
+    (void)g;
     for (int64_t oh = 0; oh < s->out_h; oh++) {
         const float *a = x + 2 * oh * s->width, *b = a + s->width;
         float *o = out + oh * s->out_w;
@@ -201,88 +204,64 @@ static void avg_2x2_plane(const cnk_pool2d_shape *s, const float *x, float *out)
     }
 }
 
-static int avg_forward_chunk(void *ctx_, int64_t chunk, int worker)
+static void avg_plane(const cnk_pool2d_shape *s, const float *x, const float *g, float *out)
 {
-    (void)worker;
-    const pool_ctx *c = ctx_;
-    const cnk_pool2d_shape *s = c->s;
-    int64_t in_plane = s->height * s->width, out_plane = s->out_h * s->out_w;
-    for (int64_t p = chunk * c->per_chunk; p < cnk_min(c->planes, (chunk + 1) * c->per_chunk); p++) {
-        const float *x = c->x + p * in_plane;
-        float *out = c->out + p * out_plane;
-        if (is_2x2(s)) {
-            avg_2x2_plane(s, x, out);
-            continue;
+    (void)g;
+    for (int64_t oh = 0; oh < s->out_h; oh++)
+        for (int64_t ow = 0; ow < s->out_w; ow++) {
+            span w = window_of(s, oh, ow);
+            float sum = 0.0f;
+            for (int64_t r = w.r0; r < w.r1; r++)
+                for (int64_t q = w.q0; q < w.q1; q++)
+                    sum += x[r * s->width + q];
+            out[oh * s->out_w + ow] = sum * (1.0f / divisor_of(s, oh, ow, w));
         }
-        for (int64_t oh = 0; oh < s->out_h; oh++)
-            for (int64_t ow = 0; ow < s->out_w; ow++) {
-                span w = window_of(s, oh, ow);
-                float sum = 0.0f;
-                for (int64_t r = w.r0; r < w.r1; r++)
-                    for (int64_t q = w.q0; q < w.q1; q++)
-                        sum += x[r * s->width + q];
-                out[oh * s->out_w + ow] = sum * (1.0f / divisor_of(s, oh, ow, w));
-            }
-    }
-    return CNK_OK;
 }
 
-static int avg_backward_chunk(void *ctx_, int64_t chunk, int worker)
+static void avg_backward_plane(const cnk_pool2d_shape *s, const float *x, const float *g, float *gx)
 {
-    (void)worker;
-    const pool_ctx *c = ctx_;
-    const cnk_pool2d_shape *s = c->s;
-    int64_t in_plane = s->height * s->width, out_plane = s->out_h * s->out_w;
-    for (int64_t p = chunk * c->per_chunk; p < cnk_min(c->planes, (chunk + 1) * c->per_chunk); p++) {
-        const float *g = c->grad_out + p * out_plane;
-        float *gx = c->grad_x + p * in_plane;
-        if (is_2x2(s)) {
-            avg_2x2_backward_plane(s, g, gx);
-            continue;
+    (void)x;
+    memset(gx, 0, (size_t)(s->height * s->width) * sizeof *gx);
+    for (int64_t oh = 0; oh < s->out_h; oh++)
+        for (int64_t ow = 0; ow < s->out_w; ow++) {
+            span w = window_of(s, oh, ow);
+            float share = g[oh * s->out_w + ow] * (1.0f / divisor_of(s, oh, ow, w));
+            for (int64_t r = w.r0; r < w.r1; r++)
+                for (int64_t q = w.q0; q < w.q1; q++)
+                    gx[r * s->width + q] += share;
         }
-        memset(gx, 0, (size_t)in_plane * sizeof *gx);
-        for (int64_t oh = 0; oh < s->out_h; oh++)
-            for (int64_t ow = 0; ow < s->out_w; ow++) {
-                span w = window_of(s, oh, ow);
-                float share = g[oh * s->out_w + ow] * (1.0f / divisor_of(s, oh, ow, w));
-                for (int64_t r = w.r0; r < w.r1; r++)
-                    for (int64_t q = w.q0; q < w.q1; q++)
-                        gx[r * s->width + q] += share;
-            }
-    }
-    return CNK_OK;
 }
 
 int cnk_max_pool2d_forward(const cnk_pool2d_shape *s, const float *x, float *out)
 {
     if (s == NULL || x == NULL || out == NULL || !shape_ok(s))
         return CNK_EINVAL;
-    pool_ctx c = {.x = x, .out = out};
-    return run_planes(s, &c, max_forward_chunk);
+    pool_ctx c = {.x = x, .y = out, .y_plane = s->out_h * s->out_w};
+    return run_planes(s, &c, max_2x2_plane, max_plane);
 }
 
 int cnk_max_pool2d_backward(const cnk_pool2d_shape *s, const float *x, const float *grad_out, float *grad_x)
 {
     if (s == NULL || x == NULL || grad_out == NULL || grad_x == NULL || !shape_ok(s))
         return CNK_EINVAL;
-    pool_ctx c = {.x = x, .grad_out = grad_out, .grad_x = grad_x};
-    return run_planes(s, &c, max_backward_chunk);
+    pool_ctx c = {.x = x, .g = grad_out, .y = grad_x, .y_plane = s->height * s->width};
+    return run_planes(s, &c, max_2x2_backward_plane, max_backward_plane);
 }
 
 int cnk_avg_pool2d_forward(const cnk_pool2d_shape *s, const float *x, float *out)
 {
     if (s == NULL || x == NULL || out == NULL || !shape_ok(s))
         return CNK_EINVAL;
-    pool_ctx c = {.x = x, .out = out};
-    return run_planes(s, &c, avg_forward_chunk);
+    pool_ctx c = {.x = x, .y = out, .y_plane = s->out_h * s->out_w};
+    return run_planes(s, &c, avg_2x2_plane, avg_plane);
 }
 
 int cnk_avg_pool2d_backward(const cnk_pool2d_shape *s, const float *grad_out, float *grad_x)
 {
     if (s == NULL || grad_out == NULL || grad_x == NULL || !shape_ok(s))
         return CNK_EINVAL;
-    pool_ctx c = {.grad_out = grad_out, .grad_x = grad_x};
-    return run_planes(s, &c, avg_backward_chunk);
+    pool_ctx c = {.g = grad_out, .y = grad_x, .y_plane = s->height * s->width};
+    return run_planes(s, &c, avg_2x2_backward_plane, avg_backward_plane);
 }
 
 typedef struct {
