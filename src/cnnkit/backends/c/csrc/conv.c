@@ -493,9 +493,11 @@ static wide_geometry wide_geometry_of(const cnk_conv2d_shape *s)
 
 #if defined(__AVX512F__)
 /* dW on wide rows without columns: dW[f][t] = sum_q g_wide[f][q] * local[offset(t) + q], blocks of DW_FB
- * filters x DW_TB taps in 24 zmm accumulators along q, each reduced in a fixed order at the end. */
-#define DW_FB 6
-#define DW_TB 4
+ * filters x DW_TB taps in 24 zmm accumulators along q, each reduced in a fixed order at the end. 4 x 6
+ * divides the usual filter counts (multiples of 4) and taps (3x3 kernels on an even channel count) exactly,
+ * with the 4 loaded output-gradient vectors and one input vector in registers beside them. */
+#define DW_FB 4
+#define DW_TB 6
 
 static inline __attribute__((always_inline)) void dw_block(const float *g, int64_t gw, const float *const *src,
                                                            float *out, int64_t ldo, int accumulate, const int fb,
@@ -541,11 +543,10 @@ typedef void (*dw_fn)(const float *g, int64_t gw, const float *const *src, float
     {                                                                                                      \
         dw_block(g, gw, src, out, ldo, accumulate, F, T);                                                  \
     }
-#define DW_ROW(F) DW(F, 1) DW(F, 2) DW(F, 3) DW(F, 4)
-DW_ROW(1) DW_ROW(2) DW_ROW(3) DW_ROW(4) DW_ROW(5) DW_ROW(6)
-#define DW_ENTRY(F) {dw_##F##_1, dw_##F##_2, dw_##F##_3, dw_##F##_4},
-static const dw_fn dw_table[DW_FB][DW_TB] = {DW_ENTRY(1) DW_ENTRY(2) DW_ENTRY(3) DW_ENTRY(4) DW_ENTRY(5)
-                                                 DW_ENTRY(6)};
+#define DW_ROW(F) DW(F, 1) DW(F, 2) DW(F, 3) DW(F, 4) DW(F, 5) DW(F, 6)
+DW_ROW(1) DW_ROW(2) DW_ROW(3) DW_ROW(4)
+#define DW_ENTRY(F) {dw_##F##_1, dw_##F##_2, dw_##F##_3, dw_##F##_4, dw_##F##_5, dw_##F##_6},
+static const dw_fn dw_table[DW_FB][DW_TB] = {DW_ENTRY(1) DW_ENTRY(2) DW_ENTRY(3) DW_ENTRY(4)};
 
 static void direct_weight_gradient(const cnk_conv2d_shape *s, const geometry *geo, const wide_geometry *w,
                                    const float *g_wide, const float *local, float *partial, int accumulate,
