@@ -31,6 +31,8 @@
 /* Stride-1 backward computes the input gradient as a conv (see transposed_shape) when each group has at
  * least this many input channels (its GEMM's rows); for fewer, GEMM into columns and col2im is faster. */
 #define TRANSPOSED_MIN_CHANNELS 16
+/* Stride-1 forward skips the padding columns of wide rows from this many filters per group on. */
+#define COMPACT_FILTERS 32
 
 /* Derived sizes, all from the shape alone. */
 typedef struct {
@@ -235,65 +237,115 @@ static void col2im(const cnk_conv2d_shape *s, const geometry *g, const float *co
 /* Stride-1 convs run forward on "wide" rows: the chunk's input rows are copied, zero-padded, into a local
  * buffer of width Wp = out_w + (kw - 1) * dilation_w. Output pixel (oh, ow)'s column of tap (c, i, j) is then
  * local[c][oh + i * dilation_h][ow + j * dilation_w]: a row of a tap's columns is out_w contiguous floats of
- * `local`, so the B panels are packed with plain copies of runs, with no bounds checks, and the GEMM
- * writes straight into the output. */
+ * `local`, so the B panels are packed with plain copies of runs, with no bounds checks (see forward_wide
+ * for when the GEMM's columns are these runs and when whole wide rows). */
 typedef struct {
     const float *local;
-    int64_t plane, wp, out_w; /* floats per channel of `local`, per row, and outputs per row */
+    int64_t plane, wp; /* floats per channel of `local`, and per row */
+    int64_t out_w;     /* the GEMM's columns per row: out_w, or all of a chunk's wide rows as one row */
     int64_t kernel_h, kernel_w, dilation_h, dilation_w;
 } wide_source;
+
+/* dst[k] = src[k] for k < n: short runs, in masked vector copies where there are any. */
+static inline void copy_floats(float *restrict dst, const float *restrict src, int64_t n)
+{
+#if defined(__AVX512F__)
+    for (int64_t k = 0; k < n; k += 16) {
+        __mmask16 lanes = n - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)(((uint32_t)1 << (n - k)) - 1);
+        _mm512_mask_storeu_ps(dst + k, lanes, _mm512_maskz_loadu_ps(lanes, src + k));
+    }
+#else
+    for (int64_t k = 0; k < n; k++)
+        dst[k] = src[k];
+#endif
+}
+
+/* One panel of `width` columns (of nr) that are one run: row p is local[row[p] + at ...]. */
+static void pack_run_panel(const float *local, const int64_t *row, int64_t kc, int64_t at, int64_t width,
+                           int64_t nr, float *panel)
+{
+    for (int64_t p = 0; p < kc; p++) {
+        const float *src = local + row[p] + at;
+        float *out = panel + p * nr;
+        if (width == nr) {
+            for (int64_t k = 0; k < nr; k++)
+                out[k] = src[k];
+        } else {
+            for (int64_t k = 0; k < width; k++)
+                out[k] = src[k];
+            for (int64_t k = width; k < nr; k++)
+                out[k] = 0.0f;
+        }
+    }
+}
+
+/* One panel of `width` columns (of nr) made of several runs (where each starts after row[p], and how long
+ * it is). */
+static void pack_runs_panel(const float *local, const int64_t *row, int64_t kc, const int64_t *run_at,
+                            const int64_t *run_len, int64_t runs, int64_t width, int64_t nr, float *panel)
+{
+    for (int64_t p = 0; p < kc; p++) {
+        const float *src = local + row[p];
+        float *out = panel + p * nr;
+        for (int64_t run = 0, done = 0; run < runs; done += run_len[run], run++)
+            copy_floats(out + done, src + run_at[run], run_len[run]);
+        for (int64_t k = width; k < nr; k++)
+            out[k] = 0.0f;
+    }
+}
 
 static void pack_wide(const void *ctx, int64_t p0, int64_t kc, int64_t j0, int64_t cols, int64_t nr, float *dst)
 {
     const wide_source *w = ctx;
+    /* where row p (tap p0 + p: channel, kernel row, kernel column) starts in `local` */
+    int64_t row[kc];
     int64_t taps = w->kernel_h * w->kernel_w;
+    for (int64_t p = 0, ch = p0 / taps, i = p0 % taps / w->kernel_w, j = p0 % w->kernel_w; p < kc; p++) {
+        row[p] = ch * w->plane + i * w->dilation_h * w->wp + j * w->dilation_w;
+        if (++j == w->kernel_w) {
+            j = 0;
+            if (++i == w->kernel_h) {
+                i = 0;
+                ch++;
+            }
+        }
+    }
     for (int64_t jp = 0; jp * nr < cols; jp++) {
-        float *panel = dst + jp * kc * nr;
         int64_t width = cnk_min(nr, cols - jp * nr), q = j0 + jp * nr;
-        /* The panel's columns as runs along output rows (at most nr of them): where each starts in a plane
-         * of `local`, and how long it is. */
+        /* The panel's columns as runs along output rows (at most nr of them). */
         int64_t run_at[MAX_RUNS], run_len[MAX_RUNS], runs = 0;
         for (int64_t oh = q / w->out_w, ow = q % w->out_w, done = 0; done < width; oh++, ow = 0, runs++) {
             run_at[runs] = oh * w->wp + ow;
             run_len[runs] = cnk_min(w->out_w - ow, width - done);
             done += run_len[runs];
         }
-        int64_t ch = p0 / taps, i = p0 % taps / w->kernel_w, j = p0 % w->kernel_w;
-        for (int64_t p = 0; p < kc; p++) {
-            const float *src = w->local + ch * w->plane + i * w->dilation_h * w->wp + j * w->dilation_w;
-            float *out = panel + p * nr;
-            if (runs == 1) {
-                for (int64_t k = 0; k < width; k++)
-                    out[k] = src[run_at[0] + k];
-            } else {
-                for (int64_t run = 0, done = 0; run < runs; done += run_len[run], run++)
-                    for (int64_t k = 0; k < run_len[run]; k++)
-                        out[done + k] = src[run_at[run] + k];
-            }
-            for (int64_t k = width; k < nr; k++)
-                out[k] = 0.0f;
-            if (++j == w->kernel_w) {
-                j = 0;
-                if (++i == w->kernel_h) {
-                    i = 0;
-                    ch++;
-                }
-            }
-        }
+        float *panel = dst + jp * kc * nr;
+        if (runs == 1)
+            pack_run_panel(w->local, row, kc, run_at[0], width, nr, panel);
+        else
+            pack_runs_panel(w->local, row, kc, run_at, run_len, runs, width, nr, panel);
     }
 }
 
-/* Output rows [oh0, oh1) of filters [f0, f1) of each group, of one image. */
+/* Output rows [oh0, oh1) of filters [f0, f1) of each group, of one image. With at least COMPACT_FILTERS
+ * filters per group the multiply-adds dominate and the GEMM computes just the out_w outputs per row, its
+ * panels packed from several runs; with fewer, packing dominates and the GEMM computes all Wp columns of
+ * each wide row (one run per panel), of which out_w are copied out. */
 static int forward_wide(const cnk_conv2d_shape *s, const geometry *g, const float *x, const float *weight,
                         const float *packed, const float *bias, float *out, int64_t oh0, int64_t oh1, int64_t f0,
                         int64_t f1, int worker)
 {
     int64_t kh1 = (s->kernel_h - 1) * s->dilation_h, kw1 = (s->kernel_w - 1) * s->dilation_w;
     int64_t rows = oh1 - oh0, local_rows = rows + kh1, wp = s->out_w + kw1, plane = local_rows * wp;
-    int64_t group_channels = s->channels / s->groups, fg = g->per_group_filters;
-    float *local = cnk_scratch(worker, CNK_SCRATCH_KERNEL, sizeof(float) * (size_t)(group_channels * plane));
+    int64_t group_channels = s->channels / s->groups, fg = g->per_group_filters, wide = rows * wp;
+    int compact = fg >= COMPACT_FILTERS;
+    /* slack: the wide GEMM's last tap reads kw1 floats past the last plane */
+    int64_t local_floats = cnk_ceil_div(group_channels * plane + kw1, 16) * 16;
+    float *local = cnk_scratch(worker, CNK_SCRATCH_KERNEL,
+                               sizeof(float) * (size_t)(local_floats + (compact ? 0 : fg * wide)));
     if (local == NULL)
         return CNK_ENOMEM;
+    float *wide_out = local + local_floats;
     for (int64_t group = 0; group < s->groups; group++) {
         const float *xg = x + group * group_channels * s->height * s->width;
         for (int64_t c = 0; c < group_channels; c++)
@@ -302,16 +354,24 @@ static int forward_wide(const cnk_conv2d_shape *s, const geometry *g, const floa
                 const float *row = r >= 0 && r < s->height ? xg + (c * s->height + r) * s->width : NULL;
                 gather_run(local + c * plane + rho * wp, row, -s->pad_left, 1, s->width, wp);
             }
-        wide_source source = {local, plane, wp, s->out_w, s->kernel_h, s->kernel_w, s->dilation_h, s->dilation_w};
+        for (int64_t k = group_channels * plane; k < local_floats; k++)
+            local[k] = 0.0f;
+        /* the wide GEMM's columns are one run: all rows of `local` back to back */
+        wide_source source = {local, plane, wp, compact ? s->out_w : wide, s->kernel_h, s->kernel_w, s->dilation_h,
+                              s->dilation_w};
         cnk_gemm_args gemm = {
-            .m = fg, .n = rows * s->out_w, .k = g->taps, .a = weight + group * fg * g->taps, .lda = g->taps,
-            .packed_a = packed + group * fg * g->taps, .pack_b = pack_wide, .pack_b_ctx = &source,
-            .c = out + group * fg * g->pixels + oh0 * s->out_w, .ldc = g->pixels,
-            .bias_rows = bias != NULL ? bias + group * fg : NULL,
+            .m = fg, .n = compact ? rows * s->out_w : wide, .k = g->taps, .a = weight + group * fg * g->taps,
+            .lda = g->taps, .packed_a = packed + group * fg * g->taps, .pack_b = pack_wide, .pack_b_ctx = &source,
+            .c = compact ? out + group * fg * g->pixels + oh0 * s->out_w : wide_out,
+            .ldc = compact ? g->pixels : wide, .bias_rows = bias != NULL ? bias + group * fg : NULL,
         };
         int status = cnk_gemm_serial_rows(&gemm, f0, f1, worker);
         if (status != CNK_OK)
             return status;
+        for (int64_t f = f0; f < f1 && !compact; f++)
+            for (int64_t oh = 0; oh < rows; oh++)
+                memcpy(out + (group * fg + f) * g->pixels + (oh0 + oh) * s->out_w, wide_out + f * wide + oh * wp,
+                       sizeof(float) * (size_t)s->out_w);
     }
     return CNK_OK;
 }
@@ -492,12 +552,13 @@ static wide_geometry wide_geometry_of(const cnk_conv2d_shape *s)
 }
 
 #if defined(__AVX512F__)
-/* dW on wide rows without columns: dW[f][t] = sum_q g_wide[f][q] * local[offset(t) + q], blocks of DW_FB
- * filters x DW_TB taps in 24 zmm accumulators along q, each reduced in a fixed order at the end. 4 x 6
- * divides the usual filter counts (multiples of 4) and taps (3x3 kernels on an even channel count) exactly,
- * with the 4 loaded output-gradient vectors and one input vector in registers beside them. */
-#define DW_FB 4
+/* dW on wide rows without columns: dW[f][t] = sum_q g_wide[f][q] * local[offset(t) + q], in blocks of
+ * filters x taps of up to 24 zmm accumulators along q, each reduced in a fixed order at the end; with the
+ * block's output-gradient vectors and one input vector that fills the 32 registers. A layer uses 6 x 4 or
+ * 4 x 6 blocks, whichever needs fewer (6 filters x 75 taps: 6 x 4; 32 x 288: 4 x 6). */
+#define DW_FB 6
 #define DW_TB 6
+#define DW_ACCUMULATORS 24
 
 static inline __attribute__((always_inline)) void dw_block(const float *g, int64_t gw, const float *const *src,
                                                            float *out, int64_t ldo, int accumulate, const int fb,
@@ -544,9 +605,12 @@ typedef void (*dw_fn)(const float *g, int64_t gw, const float *const *src, float
         dw_block(g, gw, src, out, ldo, accumulate, F, T);                                                  \
     }
 #define DW_ROW(F) DW(F, 1) DW(F, 2) DW(F, 3) DW(F, 4) DW(F, 5) DW(F, 6)
-DW_ROW(1) DW_ROW(2) DW_ROW(3) DW_ROW(4)
+DW_ROW(1) DW_ROW(2) DW_ROW(3) DW_ROW(4) DW(5, 1) DW(5, 2) DW(5, 3) DW(5, 4) DW(6, 1) DW(6, 2) DW(6, 3) DW(6, 4)
 #define DW_ENTRY(F) {dw_##F##_1, dw_##F##_2, dw_##F##_3, dw_##F##_4, dw_##F##_5, dw_##F##_6},
-static const dw_fn dw_table[DW_FB][DW_TB] = {DW_ENTRY(1) DW_ENTRY(2) DW_ENTRY(3) DW_ENTRY(4)};
+/* [filters - 1][taps - 1] of a block; NULL past DW_ACCUMULATORS */
+static const dw_fn dw_table[DW_FB][DW_TB] = {
+    DW_ENTRY(1) DW_ENTRY(2) DW_ENTRY(3) DW_ENTRY(4) {dw_5_1, dw_5_2, dw_5_3, dw_5_4, NULL, NULL},
+    {dw_6_1, dw_6_2, dw_6_3, dw_6_4, NULL, NULL}};
 
 static void direct_weight_gradient(const cnk_conv2d_shape *s, const geometry *geo, const wide_geometry *w,
                                    const float *g_wide, const float *local, float *partial, int accumulate,
@@ -554,17 +618,20 @@ static void direct_weight_gradient(const cnk_conv2d_shape *s, const geometry *ge
 {
     int64_t taps = s->kernel_h * s->kernel_w, fg = geo->per_group_filters, gtaps = geo->taps;
     int64_t group_channels = s->channels / s->groups;
+    int64_t wide_blocks = cnk_ceil_div(f1 - f0, 6) * cnk_ceil_div(gtaps, 4);
+    int64_t tall_blocks = cnk_ceil_div(f1 - f0, 4) * cnk_ceil_div(gtaps, 6);
+    int64_t block_f = wide_blocks <= tall_blocks ? 6 : 4, block_t = DW_ACCUMULATORS / block_f;
     for (int64_t group = 0; group < s->groups; group++)
-        for (int64_t t0 = 0; t0 < gtaps; t0 += DW_TB) {
-            int tb = (int)cnk_min(DW_TB, gtaps - t0);
+        for (int64_t t0 = 0; t0 < gtaps; t0 += block_t) {
+            int tb = (int)cnk_min(block_t, gtaps - t0);
             const float *src[DW_TB];
             for (int b = 0; b < tb; b++) {
                 int64_t t = t0 + b, c = group * group_channels + t / taps;
                 src[b] = local + c * w->plane + t % taps / s->kernel_w * s->dilation_h * w->wp +
                          t % s->kernel_w * s->dilation_w;
             }
-            for (int64_t f = f0; f < f1; f += DW_FB) {
-                int fb = (int)cnk_min(DW_FB, f1 - f);
+            for (int64_t f = f0; f < f1; f += block_f) {
+                int fb = (int)cnk_min(block_f, f1 - f);
                 dw_table[fb - 1][tb - 1](g_wide + (group * fg + f) * w->gw, w->gw, src,
                                          partial + (group * fg + f) * gtaps + t0, gtaps, accumulate);
             }

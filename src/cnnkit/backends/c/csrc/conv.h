@@ -4,7 +4,9 @@
  * them is that image's output, already NCHW. No column buffer exists for the batch (conv.c says how):
  * - stride 1: "wide rows". A chunk's input rows are copied, zero-padded, into a per-thread buffer of row
  *   length Wp = out_w + (kw - 1) * dilation_w; every row of a tap's columns is then a contiguous run of it,
- *   so the GEMM's B panels are plain copies of runs, and the GEMM writes the output in place.
+ *   so the GEMM's B panels are plain copies of runs. With >= 32 filters per group the GEMM computes only
+ *   the out_w outputs of each row, in place; with fewer (where packing costs more than multiplying) it
+ *   computes all Wp and keeps out_w.
  *   Backward (where the output gradient is zero-extended to rows of Wp): dW directly from that buffer and the (zero-extended) output gradient (AVX-512), or by GEMM
  *   on per-image columns; dx as the forward conv of grad_out with the flipped, transposed filters when a
  *   group has >= 16 input channels, else GEMM into per-image columns and col2im.
