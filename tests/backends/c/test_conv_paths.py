@@ -29,8 +29,8 @@ CASES = {
     "stride 2: implicit im2col": ((6, 33, 35), dict(filters=10, kernel=3, stride=2, padding=1)),
     "1x1: direct": ((4, 12, 50), dict(filters=8, kernel=1)),
     "no bias": ((5, 30, 30), dict(filters=9, kernel=4, bias=False)),
-    "groups, many filters: split into blocks at batch 1": ((32, 10, 10), dict(filters=56, kernel=3, padding=1,
-                                                                              groups=2)),
+    "32 filters per group: compact columns, blocks at batch 1": ((32, 10, 10), dict(filters=64, kernel=3,
+                                                                                    padding=1, groups=2)),
 }
 
 
