@@ -1,5 +1,5 @@
-"""benchmarks/winograd_error.py, the measurement behind the README's note on Winograd: its transforms must
-be exact in float64 (else the errors it reports would be its own), and it must run."""
+"""benchmarks/winograd.py, the measurements behind the README's note on Winograd: its transforms must be
+exact in float64 (else the errors it reports would be its own), and both of its tables must come out."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "winograd_error.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "winograd.py"
 
 
 def load():
-    spec = importlib.util.spec_from_file_location("cnnkit_winograd_error", SCRIPT)
+    spec = importlib.util.spec_from_file_location("cnnkit_winograd", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
@@ -34,8 +34,28 @@ def test_the_transforms_are_exact_in_float64(name, size):
     np.testing.assert_allclose(script.winograd(x, w, name), expected, rtol=1e-10, atol=1e-10)
 
 
-def test_it_prints_a_row_per_layer_and_method(capsys):
+def test_the_accuracy_table_has_a_row_per_layer_and_method(capsys):
     assert load().main(["--batch", "1"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| conv")]
     assert len(rows) == 4 * 3
     assert all(row.endswith(" |") and " of " in row for row in rows)
+
+
+def test_the_time_table_has_a_row_per_layer_and_a_total(capsys):
+    from cnnkit.backends.c import library
+
+    if library.unavailable():
+        pytest.skip(f"the C backend is not available: {library.unavailable()}")
+    import cnnkit
+
+    count = cnnkit.get_num_threads()
+    try:
+        load().gemm_time(threads=1, batch=2)
+    finally:
+        cnnkit.set_num_threads(count)
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| conv") or
+            line.startswith("| all four")]
+    assert len(rows) == 5
+    for row in rows:
+        times = [float(cell) for cell in row.strip("| ").split(" | ")[1:]]
+        assert len(times) == 3 and all(t > 0 for t in times)
