@@ -14,7 +14,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "winograd.py"
 
 
 def load():
-    spec = importlib.util.spec_from_file_location("cnnkit_winograd", SCRIPT)
+    spec = importlib.util.spec_from_file_location("benchmarks_winograd_script", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
