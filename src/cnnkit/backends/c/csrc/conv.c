@@ -675,29 +675,21 @@ static int backward_wide(const backward_ctx *b, const wide_geometry *w, int64_t 
             for (int64_t k = w->wide; k < w->gw; k++)
                 g_wide[f * w->gw + k] = 0.0f;
         }
-    if (w->direct_dw)
+    int status = CNK_OK;
+    if (w->direct_dw) {
         direct_weight_gradient(s, &b->g, w, g_wide, local, partial, accumulate, f0, f1);
-    /* else by GEMM on the image's columns, copied from `local` without the padding columns */
-    for (int64_t t = 0; t < all_taps && !w->direct_dw; t++) {
-        const float *src = local + t / taps * w->plane + t % taps / s->kernel_w * s->dilation_h * w->wp +
-                           t % s->kernel_w * s->dilation_w;
-        for (int64_t oh = 0; oh < s->out_h; oh++)
-            memcpy(cols + t * b->g.pixels + oh * s->out_w, src + oh * w->wp, sizeof(float) * (size_t)s->out_w);
+        bias_gradient(b, g, b->g.pixels, accumulate, partial, f0, f1);
+    } else { /* by GEMM on the image's columns, copied from `local` without the padding columns */
+        for (int64_t t = 0; t < all_taps; t++) {
+            const float *src = local + t / taps * w->plane + t % taps / s->kernel_w * s->dilation_h * w->wp +
+                               t % s->kernel_w * s->dilation_w;
+            for (int64_t oh = 0; oh < s->out_h; oh++)
+                memcpy(cols + t * b->g.pixels + oh * s->out_w, src + oh * w->wp, sizeof(float) * (size_t)s->out_w);
+        }
+        status = weight_gradient(b, n, cols, accumulate, partial, f0, f1, worker);
     }
-    for (int64_t group = 0; group < s->groups && !w->direct_dw; group++) {
-        cnk_gemm_args gemm = {
-            .trans_b = 1, .m = fg, .n = b->g.taps, .k = b->g.pixels,
-            .a = g + group * fg * b->g.pixels, .lda = b->g.pixels,
-            .b = cols + group * b->g.taps * b->g.pixels, .ldb = b->g.pixels,
-            .c = partial + group * fg * b->g.taps, .ldc = b->g.taps, .accumulate = accumulate,
-        };
-        int status = cnk_gemm_serial_rows(&gemm, f0, f1, worker);
-        if (status != CNK_OK)
-            return status;
-    }
-    bias_gradient(b, g, b->g.pixels, accumulate, partial, f0, f1);
-    if (b->grad_x == NULL)
-        return CNK_OK;
+    if (status != CNK_OK || b->grad_x == NULL)
+        return status;
     for (int64_t group = 0; group < s->groups; group++) {
         cnk_gemm_args gemm = {
             .trans_a = 1, .m = b->g.taps, .n = w->wide, .k = fg,
@@ -705,7 +697,7 @@ static int backward_wide(const backward_ctx *b, const wide_geometry *w, int64_t 
             .b = g_wide + group * fg * w->gw, .ldb = w->gw,
             .c = dcols + group * b->g.taps * w->wide, .ldc = w->wide,
         };
-        int status = cnk_gemm_serial(&gemm, worker);
+        status = cnk_gemm_serial(&gemm, worker);
         if (status != CNK_OK)
             return status;
     }
