@@ -7,13 +7,14 @@
  *   so the GEMM's B panels are plain copies of runs. With >= 32 filters per group the GEMM computes only
  *   the out_w outputs of each row, in place; with fewer (where packing costs more than multiplying) it
  *   computes all Wp and keeps out_w.
- *   Backward (where the output gradient is zero-extended to rows of Wp): dW directly from that buffer and the (zero-extended) output gradient (AVX-512), or by GEMM
- *   on per-image columns; dx as the forward conv of grad_out with the flipped, transposed filters when a
- *   group has >= 16 input channels, else GEMM into per-image columns and col2im.
+ *   Backward: dW directly from that buffer and the output gradient zero-extended to rows of Wp (AVX-512,
+ *   rows of >= 128 wide pixels), or by GEMM on per-image columns without the padding columns; dx as the
+ *   forward conv of grad_out with the flipped, transposed filters when a group has >= 16 input channels,
+ *   else GEMM into per-image wide columns and col2im.
  * - other strides: the B panels are gathered straight from x (implicit im2col); backward rebuilds one
  *   image's columns at a time in per-thread scratch.
  * A 1x1 conv with stride 1 and no padding is "direct": x itself is its columns.
- * The weights are packed for the GEMM once per call, not once per chunk.
+ * The weights are packed for the GEMM once per call, not once per chunk, into the caller's workspace.
  */
 #ifndef CNK_CONV_H
 #define CNK_CONV_H
