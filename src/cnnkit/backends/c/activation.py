@@ -5,10 +5,7 @@ from __future__ import annotations
 import functools
 import math
 
-import numpy as np
-
-from cnnkit.backends.c import checks
-from cnnkit.backends.c.checks import FLOAT32, Operand
+from cnnkit.backends.c.checks import OneInputBuffers
 from cnnkit.backends.c.library import load
 from cnnkit.hookspecs import hookimpl
 from cnnkit.registry import Kernel, OpSetup
@@ -17,21 +14,14 @@ KINDS = {"relu": 0, "leaky_relu": 1, "sigmoid": 2, "tanh": 3}
 """Layer type -> enum cnk_activation (csrc/activation.h)."""
 
 
-class Elementwise:
+class Elementwise(OneInputBuffers):
     """relu, leaky_relu, sigmoid or tanh: output and input gradient made once; C fills them."""
 
     def __init__(self, setup: OpSetup, layer: str) -> None:
-        checks.require_float32(setup)
+        super().__init__(setup)
         self.lib = load()
-        shape = setup.in_shapes[0]
-        checks.check_sizes(f"layer '{setup.name}': the input", shape)
         self.kind, self.alpha = KINDS[layer], float(setup.attrs.get("alpha", 0.0))
-        self.size = math.prod(shape)
-        self.out = np.empty(shape, FLOAT32)
-        self.grad_x = np.empty(shape, FLOAT32)
-        self.out_address, self.grad_x_address = self.out.ctypes.data, self.grad_x.ctypes.data
-        self.x = Operand(f"layer '{setup.name}': input", shape, avoid=(self.out,))
-        self.grad_out = Operand(f"layer '{setup.name}': output gradient", shape, avoid=(self.grad_x,))
+        self.size = math.prod(setup.in_shapes[0])
 
     def forward(self, inputs, params, buffers, training):
         self.lib.activation_forward(self.kind, self.alpha, self.size, self.x.address(inputs[0]),
@@ -44,21 +34,15 @@ class Elementwise:
         return [self.grad_x]
 
 
-class Softmax:
+class Softmax(OneInputBuffers):
     """Softmax along the layer's axis, as (outer, axis, inner) for C."""
 
     def __init__(self, setup: OpSetup) -> None:
-        checks.require_float32(setup)
+        super().__init__(setup)
         self.lib = load()
         shape = setup.out_shape
-        checks.check_sizes(f"layer '{setup.name}': the input", shape)
         axis = setup.attrs["axis"] % len(shape)
         self.sizes = (math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:]))
-        self.out = np.empty(shape, FLOAT32)
-        self.grad_x = np.empty(shape, FLOAT32)
-        self.out_address, self.grad_x_address = self.out.ctypes.data, self.grad_x.ctypes.data
-        self.x = Operand(f"layer '{setup.name}': input", shape, avoid=(self.out,))
-        self.grad_out = Operand(f"layer '{setup.name}': output gradient", shape, avoid=(self.grad_x,))
 
     def forward(self, inputs, params, buffers, training):
         self.lib.softmax_forward(*self.sizes, self.x.address(inputs[0]), self.out_address)

@@ -7,7 +7,8 @@ another argument it writes. A failed check is a BackendError that says what was 
 
 Op classes use `Operand`: an array of fixed shape that is passed on every call, whose address is taken
 once per array object (PERF-NOTES: taking it costs about 1 us a call) and which is copied into a buffer
-of its own when it is not float32 and C-contiguous (a non-contiguous view, say).
+of its own when it is not float32 and C-contiguous (a non-contiguous view, say). Ops with one input
+start from `OneInputBuffers`: their output, input gradient and those two operands.
 """
 
 from __future__ import annotations
@@ -142,3 +143,22 @@ class Operand:
     def current(self) -> int:
         """The address the last address() call returned (for backward, which re-reads forward's input)."""
         return self._address if self._array is not None else self._copy_address
+
+
+class OneInputBuffers:
+    """What a kernel with one input owns, made once: its output, its input gradient (None when the input is
+    the network's and needs none), their addresses, and the checked operands for the input and the output
+    gradient, each kept apart from what C writes next to it."""
+
+    def __init__(self, setup: OpSetup, input_grad: bool = True) -> None:
+        require_float32(setup)
+        in_shape, out_shape = setup.in_shapes[0], setup.out_shape
+        for what, shape in (("the input", in_shape), ("the output", out_shape)):
+            check_sizes(f"layer '{setup.name}': {what}", shape)
+        self.out = np.empty(out_shape, FLOAT32)
+        self.grad_x = np.empty(in_shape, FLOAT32) if input_grad else None
+        self.out_address = self.out.ctypes.data
+        self.grad_x_address = None if self.grad_x is None else self.grad_x.ctypes.data
+        self.x = Operand(f"layer '{setup.name}': input", in_shape, avoid=(self.out,))
+        self.grad_out = Operand(f"layer '{setup.name}': output gradient", out_shape,
+                                avoid=() if self.grad_x is None else (self.grad_x,))

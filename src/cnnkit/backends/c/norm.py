@@ -6,34 +6,26 @@ import math
 
 import numpy as np
 
-from cnnkit.backends.c import checks
-from cnnkit.backends.c.checks import FLOAT32, Operand
+from cnnkit.backends.c.checks import OneInputBuffers, Operand
 from cnnkit.backends.c.library import load
 from cnnkit.errors import ShapeError
 from cnnkit.hookspecs import hookimpl
 from cnnkit.registry import Kernel, OpSetup
 
 
-class BatchNorm:
+class BatchNorm(OneInputBuffers):
     """Owns its output, input gradient and the per-channel mean and 1/std forward used; C fills them."""
 
     def __init__(self, setup: OpSetup) -> None:
-        checks.require_float32(setup)
+        super().__init__(setup, input_grad=setup.needs_input_grad)
         self.lib = load()
-        shape = setup.in_shapes[0]
-        n, c, *rest = shape
-        checks.check_sizes(f"layer '{setup.name}': the input", shape)
+        n, c, *rest = setup.in_shapes[0]
         self.sizes = (n, c, math.prod(rest))
         self.momentum, self.eps = float(setup.attrs["momentum"]), float(setup.attrs["eps"])
-        self.out = np.empty(shape, FLOAT32)
-        self.grad_x = np.empty(shape, FLOAT32) if setup.needs_input_grad else None
         self.mean, self.inv_std = np.zeros(c), np.ones(c)
-        self.addresses = (self.mean.ctypes.data, self.inv_std.ctypes.data, self.out.ctypes.data,
-                          None if self.grad_x is None else self.grad_x.ctypes.data)
+        self.addresses = (self.mean.ctypes.data, self.inv_std.ctypes.data, self.out_address,
+                          self.grad_x_address)
         name = f"layer '{setup.name}'"
-        self.x = Operand(f"{name}: input", shape, avoid=(self.out,))
-        self.grad_out = Operand(f"{name}: output gradient", shape,
-                                avoid=() if self.grad_x is None else (self.grad_x,))
         self.weight, self.bias = Operand(f"{name}: weight", (c,)), Operand(f"{name}: bias", (c,))
         self.running_mean = Operand(f"{name}: running_mean", (c,), output=True)
         self.running_var = Operand(f"{name}: running_var", (c,), output=True)

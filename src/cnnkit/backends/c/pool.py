@@ -4,39 +4,27 @@ from __future__ import annotations
 
 import ctypes
 
-import numpy as np
-
-from cnnkit.backends.c import checks
-from cnnkit.backends.c.checks import FLOAT32, Operand
+from cnnkit.backends.c.checks import OneInputBuffers
 from cnnkit.backends.c.library import Pool2dShape, load
 from cnnkit.hookspecs import hookimpl
 from cnnkit.layers.pool import pool_window
 from cnnkit.registry import Kernel, OpSetup
 
 
-class Pool2d:
-    """What max and average pooling share: the window passed to C, the output and input gradient."""
+class Pool2d(OneInputBuffers):
+    """What max and average pooling share: the window passed to C, the output and input gradient (none for
+    the network's input: backward then returns [None] and computes nothing)."""
 
     layer = ""
 
     def __init__(self, setup: OpSetup) -> None:
-        checks.require_float32(setup)
+        super().__init__(setup, input_grad=setup.needs_input_grad)
         self.lib = load()
         n, c, h, w = setup.in_shapes[0]
         window = pool_window(self.layer, setup.attrs, (c, h, w))
-        for what, shape in (("the input", setup.in_shapes[0]), ("the output", setup.out_shape)):
-            checks.check_sizes(f"layer '{setup.name}': {what}", shape)
         self.shape = Pool2dShape(n, c, h, w, *window.kernel, *window.stride, *window.pads, *window.out_hw,
                                  int(bool(setup.attrs.get("count_include_pad", False))))
         self.shape_ref = ctypes.byref(self.shape)
-        self.out = np.empty(setup.out_shape, FLOAT32)
-        # The network's input needs no gradient: backward then returns [None] and computes nothing.
-        self.grad_x = np.empty(setup.in_shapes[0], FLOAT32) if setup.needs_input_grad else None
-        self.out_address = self.out.ctypes.data
-        self.grad_x_address = None if self.grad_x is None else self.grad_x.ctypes.data
-        self.x = Operand(f"layer '{setup.name}': input", setup.in_shapes[0], avoid=(self.out,))
-        self.grad_out = Operand(f"layer '{setup.name}': output gradient", setup.out_shape,
-                                avoid=() if self.grad_x is None else (self.grad_x,))
 
 
 class MaxPool2d(Pool2d):
@@ -68,21 +56,12 @@ class AvgPool2d(Pool2d):
         return [self.grad_x]
 
 
-class GlobalAvgPool2d:
+class GlobalAvgPool2d(OneInputBuffers):
     def __init__(self, setup: OpSetup) -> None:
-        checks.require_float32(setup)
+        super().__init__(setup, input_grad=setup.needs_input_grad)
         self.lib = load()
         n, c, h, w = setup.in_shapes[0]
-        checks.check_sizes(f"layer '{setup.name}': the input", setup.in_shapes[0])
         self.sizes = (n * c, h * w)
-        self.out = np.empty(setup.out_shape, FLOAT32)
-        # The network's input needs no gradient: backward then returns [None] and computes nothing.
-        self.grad_x = np.empty(setup.in_shapes[0], FLOAT32) if setup.needs_input_grad else None
-        self.out_address = self.out.ctypes.data
-        self.grad_x_address = None if self.grad_x is None else self.grad_x.ctypes.data
-        self.x = Operand(f"layer '{setup.name}': input", setup.in_shapes[0], avoid=(self.out,))
-        self.grad_out = Operand(f"layer '{setup.name}': output gradient", setup.out_shape,
-                                avoid=() if self.grad_x is None else (self.grad_x,))
 
     def forward(self, inputs, params, buffers, training):
         self.lib.global_avg_pool2d_forward(*self.sizes, self.x.address(inputs[0]), self.out_address)
