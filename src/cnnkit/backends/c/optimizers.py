@@ -24,13 +24,18 @@ def addresses(what: str, arrays: Mapping[str, np.ndarray], writable: bool = Fals
             for name, a in arrays.items()}
 
 
+def parameters_in_c(params: Mapping[str, np.ndarray], grads: Mapping[str, np.ndarray]
+                    ) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+    """Each parameter's size, and its and its gradient's addresses, checked for C."""
+    return ({name: p.size for name, p in params.items()}, addresses("parameter", params, writable=True),
+            addresses("gradient", grads))
+
+
 class CSGD(SGD):
     def __init__(self, params: Mapping[str, np.ndarray], grads: Mapping[str, np.ndarray], **attrs) -> None:
         super().__init__(params, grads, **attrs)
         self.lib = load()
-        self.sizes = {name: p.size for name, p in self.params.items()}
-        self.p = addresses("parameter", self.params, writable=True)
-        self.g = addresses("gradient", self.grads)
+        self.sizes, self.p, self.g = parameters_in_c(self.params, self.grads)
         self.buf = addresses("momentum", self.slots["momentum"], writable=True) if self.momentum else {}
 
     def step(self, lr: float) -> None:
@@ -45,9 +50,7 @@ class CAdam(Adam):
     def __init__(self, params: Mapping[str, np.ndarray], grads: Mapping[str, np.ndarray], **attrs) -> None:
         super().__init__(params, grads, **attrs)
         self.lib = load()
-        self.sizes = {name: p.size for name, p in self.params.items()}
-        self.p = addresses("parameter", self.params, writable=True)
-        self.g = addresses("gradient", self.grads)
+        self.sizes, self.p, self.g = parameters_in_c(self.params, self.grads)
         self.m = addresses("exp_avg", self.slots["exp_avg"], writable=True)
         self.v = addresses("exp_avg_sq", self.slots["exp_avg_sq"], writable=True)
 
