@@ -159,6 +159,19 @@ def test_training_needs_two_values_per_channel(backend):
     np.testing.assert_allclose(y, 1 / np.sqrt(1 + 1e-5))
 
 
+def assert_runs_agree(runs, x, grad_out, training: bool) -> None:
+    """The reference run and the other backend's give the same output, input gradient, parameter gradients
+    and running statistics (rtol 1e-4, atol 1e-5)."""
+    close = {"rtol": 1e-4, "atol": 1e-5}
+    want, got = (run.forward([x], training) for run in runs)
+    np.testing.assert_allclose(got, want, **close)
+    want, got = (run.backward(grad_out)[0] for run in runs)
+    np.testing.assert_allclose(got, want, **close)
+    for key in (*runs[0].grads, "running_mean", "running_var"):
+        want, got = (run.grads[key] if key in run.grads else run.buffers[key] for run in runs)
+        np.testing.assert_allclose(got, want, err_msg=key, **close)
+
+
 @pytest.mark.parametrize("backend", backends("batch_norm2d", np.float32, exclude=["numpy"]))
 @pytest.mark.parametrize("shape,attrs", [*CASES, ((9, 5, 11, 13), {}), ((33, 7), {"affine": False})],
                          ids=[*IDS, "9x5x11x13", "33x7-no-affine"])
@@ -169,18 +182,11 @@ def test_matches_the_numpy_reference(backend, shape, attrs, layout):
     params = {k: v.astype(np.float32) for k, v in random_params(attrs, shape[1], seed=10).items()}
     runs = [make_run("batch_norm2d", attrs, [shape], b, np.float32, params=params)
             for b in ("numpy", backend)]
-    close = {"rtol": 1e-4, "atol": 1e-5}
     for training in (True, True, True, False):
         x = (rng.standard_normal(shape) * 2 + 3).astype(np.float32)
         x = noncontiguous(x) if layout == "noncontiguous" else x
         grad_out = rng.standard_normal(shape).astype(np.float32)
-        want, got = (run.forward([x], training) for run in runs)
-        np.testing.assert_allclose(got, want, **close)
-        want, got = (run.backward(grad_out)[0] for run in runs)
-        np.testing.assert_allclose(got, want, **close)
-        for key in (*runs[0].grads, "running_mean", "running_var"):
-            want, got = (run.grads[key] if key in run.grads else run.buffers[key] for run in runs)
-            np.testing.assert_allclose(got, want, err_msg=key, **close)
+        assert_runs_agree(runs, x, grad_out, training)
 
 
 def test_initial_state():
@@ -214,11 +220,4 @@ def test_random_shapes_match_the_numpy_reference(shape, affine, momentum, traini
         if param.marks:
             continue
         runs = [make_run("batch_norm2d", attrs, [shape], b, np.float32) for b in ("numpy", param.values[0])]
-        close = {"rtol": 1e-4, "atol": 1e-5}
-        want, got = (run.forward([x], training) for run in runs)
-        np.testing.assert_allclose(got, want, **close)
-        want, got = (run.backward(grad_out)[0] for run in runs)
-        np.testing.assert_allclose(got, want, **close)
-        for key in (*runs[0].grads, "running_mean", "running_var"):
-            want, got = (run.grads[key] if key in run.grads else run.buffers[key] for run in runs)
-            np.testing.assert_allclose(got, want, err_msg=key, **close)
+        assert_runs_agree(runs, x, grad_out, training)
