@@ -85,3 +85,14 @@ def assert_python_threads_get_the_serial_results(computations: Sequence[Results]
     for i, expected in enumerate(serial):
         for results in got[i]:
             assert_same_bits(expected, results)
+
+
+def assert_networks_agree(nets: dict, x: np.ndarray) -> None:
+    """The "c" network gives the "numpy" one's training-mode output and, for the same output gradient,
+    its parameter gradients (rtol 1e-4, atol 1e-5)."""
+    outs = {backend: net.forward(x, training=True).copy() for backend, net in nets.items()}
+    np.testing.assert_allclose(outs["c"], outs["numpy"], rtol=1e-4, atol=1e-5)
+    grad = np.random.default_rng(1).standard_normal(outs["c"].shape).astype(np.float32)
+    grads = {backend: net.backward(grad) for backend, net in nets.items()}
+    for key, expected in grads["numpy"].items():
+        np.testing.assert_allclose(grads["c"][key], expected, rtol=1e-4, atol=1e-5, err_msg=key)

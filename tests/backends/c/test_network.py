@@ -11,6 +11,7 @@ from cnnkit.errors import BackendError
 from cnnkit.plugins import registry
 from cnnkit.registry import OpSetup
 from cnnkit.train import from_section
+from tests.backends.c.conftest import assert_networks_agree
 
 SPEC = """
 name: mixed
@@ -51,12 +52,7 @@ def test_a_network_matches_numpy_forward_and_backward(lib):
     nets = {backend: cnnkit.build(SPEC, backend=backend, seed=1) for backend in ("numpy", "c")}
     assert [k.backend for k in nets["c"].kernels if k.layer in ("conv2d", "linear")] == ["c"] * 5
     x, _ = batch()
-    outs = {backend: net.forward(x, training=True).copy() for backend, net in nets.items()}
-    np.testing.assert_allclose(outs["c"], outs["numpy"], rtol=1e-4, atol=1e-5)
-    grad = np.random.default_rng(1).standard_normal(outs["c"].shape).astype(np.float32)
-    grads = {backend: net.backward(grad) for backend, net in nets.items()}
-    for key, expected in grads["numpy"].items():
-        np.testing.assert_allclose(grads["c"][key], expected, rtol=1e-4, atol=1e-5, err_msg=key)
+    assert_networks_agree(nets, x)
 
 
 def test_training_matches_numpy_for_20_steps(lib):

@@ -11,6 +11,7 @@ import cnnkit
 from cnnkit.plugins import registry
 from cnnkit.train import from_section, on_backend
 from cnnkit.train.trainer import load_data
+from tests.backends.c.conftest import assert_networks_agree
 
 SPECS = Path(__file__).resolve().parents[3] / "specs"
 NAMES = ["lenet5", "resnet_small"]
@@ -27,12 +28,7 @@ def test_every_layer_runs_in_c_and_matches_numpy_forward_and_backward(lib, name)
             for backend in ("numpy", "c")}
     assert {k.backend for k in nets["c"].kernels} == {"c"}
     x, _ = batch(6, 0)
-    outs = {backend: net.forward(x, training=True).copy() for backend, net in nets.items()}
-    np.testing.assert_allclose(outs["c"], outs["numpy"], rtol=1e-4, atol=1e-5)
-    grad = np.random.default_rng(1).standard_normal(outs["c"].shape).astype(np.float32)
-    grads = {backend: net.backward(grad) for backend, net in nets.items()}
-    for key, expected in grads["numpy"].items():
-        np.testing.assert_allclose(grads["c"][key], expected, rtol=1e-4, atol=1e-5, err_msg=key)
+    assert_networks_agree(nets, x)
     evals = {backend: net.forward(x, training=False) for backend, net in nets.items()}
     np.testing.assert_allclose(evals["c"], evals["numpy"], rtol=1e-4, atol=1e-5)
 
