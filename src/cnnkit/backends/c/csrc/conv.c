@@ -664,7 +664,8 @@ static int backward_wide(const backward_ctx *b, const wide_geometry *w, int64_t 
     for (int64_t k = s->channels * w->plane; k < w->local_floats; k++)
         local[k] = 0.0f;
     int64_t taps = s->kernel_h * s->kernel_w;
-    for (int64_t group = 0; group < s->groups; group++)
+    /* the output gradient in rows of Wp, for the direct dW and for the input gradient's columns */
+    for (int64_t group = 0; group < s->groups && (w->direct_dw || b->grad_x != NULL); group++)
         for (int64_t f = group * fg + f0; f < group * fg + f1; f++) {
             for (int64_t oh = 0; oh < s->out_h; oh++) {
                 float *dst = g_wide + f * w->gw + oh * w->wp;
