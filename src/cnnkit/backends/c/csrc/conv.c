@@ -246,7 +246,8 @@ typedef struct {
     int64_t kernel_h, kernel_w, dilation_h, dilation_w;
 } wide_source;
 
-/* dst[k] = src[k] for k < n: short runs, in masked vector copies where there are any. */
+/* dst[k] = src[k] for k < n: short runs, in masked vector copies where there are any. gather_run with no
+ * padding does the same, but computing its bounds per run made packing 8x8 and 16x16 convs 4% slower. */
 static inline void copy_floats(float *restrict dst, const float *restrict src, int64_t n)
 {
 #if defined(__AVX512F__)
